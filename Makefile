@@ -1,0 +1,43 @@
+# cuneidet — make help lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Extra Hydra overrides for `make train`, e.g. make train ARGS="trainer.max_epochs=2"
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-all train lint format clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install cuneidet with its dependencies (quick when up to date)
+
+test: install ## run the fast test suite
+	WANDB_MODE=disabled $(BIN)/python -m pytest -q
+
+test-all: install ## run every test, slow ones included
+	WANDB_MODE=disabled $(BIN)/python -m pytest -q -m "not gpu"
+
+train: install ## train the paper-faithful detector on real train_full, evaluate on test_full
+	$(BIN)/cuneidet-train experiment=make_train $(ARGS)
+
+lint: install ## ruff checks
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+
+format: install ## ruff autoformat and fixes
+	$(BIN)/ruff check --fix src tests scripts
+	$(BIN)/ruff format src tests scripts
+
+clean: ## remove caches and outputs (keeps .venv)
+	rm -rf outputs .pytest_cache .ruff_cache build dist src/*.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,2 @@
+"""cuneidet: cuneiform sign detection."""
+__version__ = "0.1.0"

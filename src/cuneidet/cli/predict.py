@@ -1,0 +1,136 @@
+"""``cuneidet-predict``: detect signs on photographs → paper-format CSV and COCO JSON."""
+
+from __future__ import annotations
+
+import glob
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from cuneidet.cli.common import save_config, task_wrapper
+from cuneidet.config import config_dir
+from cuneidet.data.csdd import CSDD, LabelMap
+from cuneidet.data.location import resolve_data_dir
+from cuneidet.errors import ConfigError, CuneidetError, DataFormatError
+from cuneidet.inference.export import write_coco_json, write_paper_csv
+from cuneidet.inference.predict import PhotoRequest, predict_photos
+from cuneidet.models.checkpoint import load_module
+from cuneidet.utils.io import write_json
+
+log = logging.getLogger("cuneidet.predict")
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
+
+
+def expand_inputs(inputs: Any) -> list[Path]:
+    """Files, folders (their images) and glob patterns → sorted, de-duplicated image paths."""
+    items = [inputs] if isinstance(inputs, str) else list(inputs)
+    paths: list[Path] = []
+    for item in items:
+        item = str(item)
+        matches = [Path(m) for m in sorted(glob.glob(item))] or [Path(item)]
+        for match in matches:
+            if match.is_dir():
+                paths += sorted(p for p in match.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            else:
+                paths.append(match)
+    unique = list(dict.fromkeys(paths))
+    if not unique:
+        raise ConfigError(f"inputs={items} matched no photographs")
+    return unique
+
+
+def read_scales(path: str | Path) -> dict[str, dict[str, Any]]:
+    """scales_csv: columns ``name,scale`` and optionally a segment ``x0,y0,x1,y1`` per row."""
+    frame = pd.read_csv(path)
+    missing = {"name", "scale"} - set(frame.columns)
+    if missing:
+        raise DataFormatError(
+            f"{path}: missing column(s) {sorted(missing)}; expected name,scale[,x0,y0,x1,y1]"
+        )
+    has_bbox = {"x0", "y0", "x1", "y1"} <= set(frame.columns)
+    rows = {}
+    for number, row in enumerate(frame.itertuples(index=False), start=2):
+        if not float(row.scale) > 0:
+            raise DataFormatError(f"{path}: line {number}: scale must be positive, got {row.scale}")
+        bbox = (row.x0, row.y0, row.x1, row.y1) if has_bbox else None
+        rows[str(row.name)] = {"scale": float(row.scale), "bbox": bbox}
+    return rows
+
+
+def build_requests(paths: list[Path], scale: float, scales_csv: str | None) -> list[PhotoRequest]:
+    per_photo = read_scales(scales_csv) if scales_csv else {}
+    if per_photo:
+        unknown = [p.stem for p in paths if p.stem not in per_photo]
+        if unknown:
+            raise ConfigError(f"{scales_csv} has no row for {unknown[:5]} (match the file stem)")
+    requests = []
+    for path in paths:
+        entry = per_photo.get(path.stem, {"scale": float(scale), "bbox": None})
+        requests.append(
+            PhotoRequest(name=path.stem, path=path, scale=entry["scale"], bbox=entry["bbox"])
+        )
+    return requests
+
+
+def label_map_or_none(data_dir: str | None) -> LabelMap | None:
+    """Sign names/MZL numbers from the CSDD meta files when a data folder is available."""
+    try:
+        return CSDD(resolve_data_dir(data_dir)).labels
+    except (CuneidetError, OSError) as error:
+        log.warning("no CSDD meta data (%s): writing train labels without MZL numbers/names", error)
+        return None
+
+
+def predict(cfg: DictConfig) -> dict[str, Any]:
+    output_dir = Path(cfg.paths.output_dir)
+    save_config(cfg, output_dir)
+    if float(cfg.scale) <= 0:
+        raise ConfigError(f"scale must be positive, got {cfg.scale}")
+    module = load_module(cfg.ckpt_path)
+    inference = {**module.inference, **OmegaConf.to_container(cfg.inference, resolve=True)}
+    device = cfg.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    detector = module.detector.to(device)
+    requests = build_requests(expand_inputs(cfg.inputs), cfg.scale, cfg.scales_csv)
+    detections = predict_photos(
+        detector,
+        requests,
+        tile_size=cfg.tiling.tile_size,
+        tile_overlap=cfg.tiling.tile_overlap,
+        max_pixels=cfg.tiling.max_pixels,
+        device=device,
+        **inference,
+    )
+    labels = label_map_or_none(cfg.paths.data_dir)
+    num_classes = module.detector.num_classes
+    categories = {c: (labels.name(c) if labels else f"sign_{c}") for c in range(1, num_classes)}
+    write_paper_csv(detections, cfg.output.csv, label_map=labels)
+    write_coco_json(detections, cfg.output.coco, None, categories)
+    summary = {
+        "checkpoint": str(cfg.ckpt_path),
+        "photos": detections.attrs.get("n_requests", len(requests)),
+        "failed": detections.attrs.get("failed", []),
+        "detections": len(detections),
+        "inference": inference,
+        "csv": str(cfg.output.csv),
+        "coco": str(cfg.output.coco),
+    }
+    write_json(output_dir / "predict_summary.json", summary)
+    log.info("%d detections on %d photos → %s", len(detections), summary["photos"], cfg.output.csv)
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="predict")
+def main(cfg: DictConfig) -> None:
+    task_wrapper(predict)(cfg)
+
+
+if __name__ == "__main__":
+    main()

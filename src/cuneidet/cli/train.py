@@ -1,0 +1,132 @@
+"""``cuneidet-train``: fit a detector on tiles, select on validation mAP, test the best checkpoint."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+from cuneidet.config import config_dir
+from cuneidet.cli.common import (
+    command_line,
+    git_commit,
+    hardware_description,
+    save_config,
+    task_wrapper,
+)
+from cuneidet.errors import DataNotFoundError
+from cuneidet.eval.evaluate import write_test_report
+from cuneidet.models.module import count_parameters
+from cuneidet.utils.instantiate import instantiate, instantiate_list
+from cuneidet.utils.io import write_json
+
+log = logging.getLogger("cuneidet.train")
+
+
+def resolve_resume_checkpoint(cfg: DictConfig) -> str | None:
+    """``ckpt_path=last``: this run's last.ckpt, else the newest last.ckpt of the same task."""
+    ckpt = cfg.get("ckpt_path")
+    if ckpt in (None, "", "null"):
+        return None
+    if ckpt != "last":
+        if not Path(ckpt).is_file():
+            raise DataNotFoundError(f"ckpt_path={ckpt} does not exist")
+        return str(ckpt)
+    own = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    if own.is_file():
+        return str(own)
+    runs = Path(cfg.paths.log_dir) / cfg.task_name / "runs"
+    found = sorted(runs.glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise DataNotFoundError(
+            f"ckpt_path=last but no last.ckpt under {own.parent} or {runs}/*/checkpoints; "
+            "start without ckpt_path or give a checkpoint path"
+        )
+    log.info("resuming from %s", found[-1])
+    return str(found[-1])
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train (and test) as configured; returns the final metrics."""
+    output_dir = Path(cfg.paths.output_dir)
+    save_config(cfg, output_dir)
+    pl.seed_everything(cfg.seed, workers=True)
+
+    datamodule = instantiate(cfg.data)
+    module = instantiate(cfg.model)
+    module.model_config = OmegaConf.to_container(cfg.model, resolve=True)
+    callbacks = instantiate_list(cfg.get("callbacks"))
+    loggers = instantiate_list(cfg.get("logger"))
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    num_params = count_parameters(module.detector)
+    for logger in loggers:
+        logger.log_hyperparams(
+            {
+                "config": OmegaConf.to_container(cfg, resolve=True),
+                "model/params_total": num_params,
+            }
+        )
+    log.info("detector parameters: %.2f M", num_params / 1e6)
+
+    started = time.monotonic()
+    if cfg.get("train"):
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume_checkpoint(cfg))
+    train_time = time.monotonic() - started
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+    summary: dict[str, Any] = {
+        "command": command_line(),
+        "git_commit": git_commit(),
+        "train_sets": list(cfg.data.train_sets),
+        "test_sets": list(cfg.data.test_sets),
+        "epochs": int(trainer.current_epoch),
+        "global_steps": int(trainer.global_step),
+        "train_time_s": round(train_time, 1),
+        "hardware": hardware_description(),
+        "parameters": num_params,
+        "val_map": metrics.get("val/mAP"),
+    }
+    if cfg.get("test"):
+        best = _best_checkpoint(trainer)
+        if best:
+            log.info("testing best checkpoint %s", best)
+        trainer.test(module, datamodule=datamodule, ckpt_path=best)
+        report = write_test_report(
+            module,
+            datamodule,
+            output_dir / "test",
+            num_images=cfg.report.num_images,
+            draw_score_thresh=cfg.report.draw_score_thresh,
+        )
+        summary.update(
+            test_map=report["map"],
+            test_global_ap=report["global_ap"],
+            test_map_align=report["map_align"],
+            best_checkpoint=best,
+        )
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    write_json(output_dir / "summary.json", summary)
+    log.info("summary: %s", {k: summary[k] for k in summary if "map" in k or "ap" in k})
+    return metrics
+
+
+def _best_checkpoint(trainer: pl.Trainer) -> str | None:
+    callback = trainer.checkpoint_callback
+    path = getattr(callback, "best_model_path", "") if callback else ""
+    return path or None
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics = task_wrapper(train)(cfg)
+    name = cfg.get("optimized_metric")
+    return metrics.get(name) if name and metrics else None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""LightningDataModule over the CSDD: training tiles, validation/test segments."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from cuneidet.data.csdd import CSDD, AnnotatedSegment, annotated_segments
+from cuneidet.data.datasets import (
+    SegmentDataset,
+    SegmentSample,
+    TileDataset,
+    collate_detection,
+    load_segment_samples,
+    seed_worker_transform,
+)
+from cuneidet.data.location import resolve_data_dir
+from cuneidet.data.sources import PhotoSource, build_photo_source
+from cuneidet.data.tiling import tile_segments
+from cuneidet.data.transforms import build_train_transform, seed_pipeline
+from cuneidet.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def split_by_tablet(
+    segments: Sequence[AnnotatedSegment],
+    val_fraction: float,
+    seed: int = 0,
+    val_tablets: Sequence[str] | None = None,
+) -> tuple[list[AnnotatedSegment], list[AnnotatedSegment]]:
+    """Hold out whole tablets (all their views) for validation, deterministically."""
+    tablets = sorted({s.tablet for s in segments})
+    if val_tablets:
+        unknown = sorted(set(val_tablets) - set(tablets))
+        if unknown:
+            raise ConfigError(
+                f"data.val_tablets names tablets not in the training sets: {unknown}; "
+                f"choose from {tablets[:10]}..."
+            )
+        held_out = set(val_tablets)
+    else:
+        if not 0.0 <= val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
+        count = math.ceil(val_fraction * len(tablets)) if val_fraction > 0 else 0
+        order = np.random.default_rng(seed).permutation(len(tablets))
+        held_out = {tablets[i] for i in order[:count]}
+    train = [s for s in segments if s.tablet not in held_out]
+    val = [s for s in segments if s.tablet in held_out]
+    return train, val
+
+
+class CSDDDataModule(pl.LightningDataModule):
+    """Real CSDD photographs → paper tiles for training, whole segments for evaluation.
+
+    The validation split is a held-out set of *training* tablets; ``test_sets`` are only used by
+    ``trainer.test`` and never for model selection.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        image_source: str = "folder",
+        image_folder: str | None = None,
+        train_sets: Sequence[str] = ("train_full",),
+        test_sets: Sequence[str] = ("test_full",),
+        val_fraction: float = 0.15,
+        val_tablets: Sequence[str] | None = None,
+        split_seed: int = 0,
+        num_classes: int = 240,
+        batch_size: int = 32,
+        num_workers: int = 2,
+        pin_memory: bool = False,
+        tile_size: int = 600,
+        input_size: int = 512,
+        tile_offset: int = 100,
+        tile_step_x: int = 300,
+        tile_step_y: int = 400,
+        small_segments: str = "whole",
+        crop_scale: Sequence[float] = (0.65, 1.0),
+        max_aspect: float = 1.35,
+        jitter_p: float = 0.5,
+        brightness: float = 0.5,
+        contrast: float = 0.5,
+        limit_segments: int | None = None,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> None:
+        super().__init__()
+        if not train_sets and not test_sets:
+            raise ConfigError("data.train_sets and data.test_sets are both empty; name a box set")
+        self.save_hyperparameters(logger=False)
+        self.train_segments: list[AnnotatedSegment] = []
+        self.val_segments: list[AnnotatedSegment] = []
+        self.test_segments: list[AnnotatedSegment] = []
+        self.train_samples: list[SegmentSample] | None = None
+        self.val_samples: list[SegmentSample] | None = None
+        self.test_samples: list[SegmentSample] | None = None
+        self._csdd: CSDD | None = None
+        self._source: PhotoSource | None = None
+
+    # -- construction helpers -------------------------------------------------------------------
+    @property
+    def csdd(self) -> CSDD:
+        if self._csdd is None:
+            self._csdd = CSDD(resolve_data_dir(self.hparams.data_dir))
+        return self._csdd
+
+    @property
+    def source(self) -> PhotoSource:
+        if self._source is None:
+            self._source = build_photo_source(
+                self.hparams.image_source, self.csdd.data_dir, folder=self.hparams.image_folder
+            )
+        return self._source
+
+    def _select(self, sets: Sequence[str]) -> list[AnnotatedSegment]:
+        segments = annotated_segments(self.csdd, list(sets))
+        if self.hparams.limit_segments:
+            segments = segments[: int(self.hparams.limit_segments)]
+        return segments
+
+    def _load(self, segments: Sequence[AnnotatedSegment]) -> list[SegmentSample]:
+        return load_segment_samples(segments, self.source, progress=self.hparams.progress)
+
+    # -- Lightning hooks --------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
+        if stage in (None, "fit", "validate") and self.train_samples is None:
+            if not hp.train_sets:
+                raise ConfigError("data.train_sets is empty: training needs at least one box set")
+            segments = self._select(hp.train_sets)
+            self.train_segments, self.val_segments = split_by_tablet(
+                segments, hp.val_fraction, hp.split_seed, hp.val_tablets
+            )
+            overlap = {s.tablet for s in self.train_segments} & self._test_tablets()
+            if overlap:
+                raise ConfigError(
+                    f"tablets {sorted(overlap)[:5]} are in both data.train_sets and "
+                    "data.test_sets; choose disjoint sets"
+                )
+            self.train_samples = self._load(self.train_segments)
+            self.val_samples = self._load(self.val_segments)
+            log.info(
+                "training on %d segments, validating on %d segments (%d tablets held out)",
+                len(self.train_samples),
+                len(self.val_samples),
+                len({s.tablet for s in self.val_segments}),
+            )
+        if stage in (None, "test") and self.test_samples is None:
+            if not hp.test_sets:
+                raise ConfigError("data.test_sets is empty: testing needs at least one box set")
+            self.test_segments = self._select(hp.test_sets)
+            self.test_samples = self._load(self.test_segments)
+
+    def _test_tablets(self) -> set[str]:
+        if not self.hparams.test_sets:
+            return set()
+        return {s.tablet for s in annotated_segments(self.csdd, list(self.hparams.test_sets))}
+
+    def train_dataset(self) -> TileDataset:
+        hp = self.hparams
+        assert self.train_samples is not None, "call setup('fit') first"
+        tiles = tile_segments(
+            [s.size for s in self.train_samples],
+            tile=hp.tile_size,
+            offset=hp.tile_offset,
+            step_x=hp.tile_step_x,
+            step_y=hp.tile_step_y,
+            small_segments=hp.small_segments,
+        )
+        if not tiles:
+            raise ConfigError(
+                "the training segments yield no tiles: every segment is smaller than the tiling "
+                "allows; set data.small_segments=whole or choose larger training sets"
+            )
+        transform = build_train_transform(
+            tile_size=hp.tile_size,
+            input_size=hp.input_size,
+            crop_scale=tuple(hp.crop_scale),
+            max_aspect=hp.max_aspect,
+            jitter_p=hp.jitter_p,
+            brightness=hp.brightness,
+            contrast=hp.contrast,
+        )
+        seed_pipeline(transform, hp.seed)
+        return TileDataset(self.train_samples, tiles, transform, hp.num_classes)
+
+    def _loader(self, dataset: Any, batch_size: int, shuffle: bool) -> DataLoader:
+        workers = int(self.hparams.num_workers)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=workers,
+            collate_fn=collate_detection,
+            worker_init_fn=seed_worker_transform,
+            pin_memory=self.hparams.pin_memory,
+            persistent_workers=False,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_dataset(), self.hparams.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        assert self.val_samples is not None, "call setup('fit') first"
+        return self._loader(SegmentDataset(self.val_samples), 1, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        assert self.test_samples is not None, "call setup('test') first"
+        return self._loader(SegmentDataset(self.test_samples), 1, shuffle=False)
+
+    def class_names(self) -> dict[int, str]:
+        """train_label → sign name for reports."""
+        labels = self.csdd.labels
+        return {c: labels.name(c) for c in range(1, self.hparams.num_classes)}

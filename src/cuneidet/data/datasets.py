@@ -1,0 +1,182 @@
+"""Torch datasets: scaled segments held in memory, the paper's training tiles, whole segments."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import albumentations as A
+import numpy as np
+import torch
+from torch.utils.data import Dataset, get_worker_info
+from tqdm.auto import tqdm
+
+from cuneidet.data.csdd import AnnotatedSegment
+from cuneidet.data.segments import extract_segment
+from cuneidet.data.sources import PhotoSource
+from cuneidet.data.tiling import Tile
+from cuneidet.data.transforms import seed_pipeline
+from cuneidet.errors import CuneidetError, ImageLoadError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SegmentSample:
+    """One scaled grayscale segment with its boxes in scaled pixels."""
+
+    key: str
+    name: str
+    image: np.ndarray  # uint8 [H, W]
+    boxes: np.ndarray  # float32 [N, 4] xyxy, scaled segment pixels
+    labels: np.ndarray  # int64 [N] train_label (0 and out-of-range labels kept)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) in scaled pixels."""
+        return int(self.image.shape[1]), int(self.image.shape[0])
+
+
+def load_segment_samples(
+    segments: Sequence[AnnotatedSegment], source: PhotoSource, progress: bool = True
+) -> list[SegmentSample]:
+    """Crop, scale and grayscale every segment; each photograph is decoded once.
+
+    A photograph that cannot be loaded skips its segments with a counted warning; if nothing is
+    left the error says which photographs failed.
+    """
+    by_tablet: dict[str, list[AnnotatedSegment]] = {}
+    for segment in segments:
+        by_tablet.setdefault(segment.tablet, []).append(segment)
+    samples: dict[str, SegmentSample] = {}
+    failures: dict[str, str] = {}
+    for tablet, group in tqdm(
+        by_tablet.items(), desc="loading photos", unit="photo", disable=not progress
+    ):
+        try:
+            photo = source.load(tablet)
+        except ImageLoadError as error:
+            failures[tablet] = str(error)
+            continue
+        for segment in group:
+            image = extract_segment(photo, segment.bbox, segment.scale)
+            samples[segment.key] = SegmentSample(
+                key=segment.key,
+                name=segment.name,
+                image=np.asarray(image, dtype=np.uint8),
+                boxes=np.asarray(segment.scaled_boxes(), dtype=np.float32).reshape(-1, 4),
+                labels=np.asarray(segment.labels, dtype=np.int64),
+                meta={
+                    "collection": segment.collection,
+                    "segm_idx": segment.segm_idx,
+                    "tablet": segment.tablet,
+                    "view": segment.view,
+                    "bbox": tuple(segment.bbox),
+                    "scale": float(segment.scale),
+                },
+            )
+    if failures:
+        skipped = sum(len(by_tablet[t]) for t in failures)
+        log.warning(
+            "skipped %d segments of %d photographs that could not be loaded: %s",
+            skipped,
+            len(failures),
+            "; ".join(f"{t}: {r}" for t, r in list(failures.items())[:3]),
+        )
+    if segments and not samples:
+        raise CuneidetError(
+            f"none of the {len(by_tablet)} photographs could be loaded from {source.describe()}; "
+            f"first error: {next(iter(failures.values()))}"
+        )
+    return [samples[s.key] for s in segments if s.key in samples]
+
+
+def to_input_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 [H, W] (or [H, W, 1]) → float [1, H, W] normalised as pixel/255 − 0.5."""
+    array = np.ascontiguousarray(image.reshape(image.shape[0], image.shape[1]))
+    return torch.from_numpy(array).float().div_(255.0).sub_(0.5).unsqueeze(0)
+
+
+class TileDataset(Dataset):
+    """Augmented training tiles (one item per tile, as the reference index does)."""
+
+    def __init__(
+        self,
+        samples: Sequence[SegmentSample],
+        tiles: Sequence[Tile],
+        transform: A.Compose,
+        num_classes: int = 240,
+    ) -> None:
+        self.samples = list(samples)
+        self.tiles = list(tiles)
+        self.transform = transform
+        self.num_classes = num_classes
+
+    def __len__(self) -> int:
+        return len(self.tiles)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        tile = self.tiles[index]
+        sample = self.samples[tile.segment]
+        crop = sample.image[tile.y0 : tile.y0 + tile.height, tile.x0 : tile.x0 + tile.width]
+        keep = tile.contains_centres(sample.boxes) & (sample.labels < self.num_classes)
+        boxes = sample.boxes[keep] - np.array([tile.x0, tile.y0, tile.x0, tile.y0], np.float32)
+        boxes = np.clip(boxes, 0, [tile.width, tile.height, tile.width, tile.height])
+        labels = sample.labels[keep]
+        valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        out = self.transform(image=crop[..., None], bboxes=boxes[valid], labels=labels[valid])
+        return {
+            "image": to_input_tensor(out["image"]),
+            "boxes": torch.as_tensor(np.asarray(out["bboxes"], np.float32).reshape(-1, 4)),
+            "labels": torch.as_tensor(np.asarray(out["labels"], np.int64).reshape(-1)),
+            "key": sample.key,
+        }
+
+
+class SegmentDataset(Dataset):
+    """Whole scaled segments for validation, test and prediction (batch size 1)."""
+
+    def __init__(self, samples: Sequence[SegmentSample]) -> None:
+        self.samples = list(samples)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.samples[index]
+        return {
+            "image": to_input_tensor(sample.image),
+            "boxes": torch.as_tensor(sample.boxes).reshape(-1, 4),
+            "labels": torch.as_tensor(sample.labels).reshape(-1),
+            "key": sample.key,
+            "index": index,
+        }
+
+
+def collate_detection(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack images (same size) and keep per-image targets as lists."""
+    return {
+        "images": torch.stack([item["image"] for item in items]),
+        "targets": [{"boxes": item["boxes"], "labels": item["labels"]} for item in items],
+        "keys": [item["key"] for item in items],
+        "indices": [item.get("index", -1) for item in items],
+    }
+
+
+def seed_worker_transform(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: reseed the albumentations pipeline of this worker.
+
+    albumentations 2.0.8 ignores the torch/numpy seeds, so without this every worker would replay
+    the same augmentation stream. The torch worker seed differs per worker and per epoch and is
+    itself derived from the seed given to ``seed_everything``.
+    """
+    info = get_worker_info()
+    if info is None:
+        return
+    dataset = info.dataset
+    transform = getattr(dataset, "transform", None)
+    if isinstance(transform, A.BaseCompose):
+        seed_pipeline(transform, info.seed % 2**32)

@@ -1,0 +1,21 @@
+"""Error types with messages that name the offending file/row/key and say how to fix it."""
+
+
+class CuneidetError(Exception):
+    """Base class of the errors cuneidet raises for bad input or configuration."""
+
+
+class DataNotFoundError(CuneidetError, FileNotFoundError):
+    """The data folder or a required data file is missing."""
+
+
+class DataFormatError(CuneidetError, ValueError):
+    """A data file exists but its content is malformed (missing column, bad bbox string...)."""
+
+
+class ImageLoadError(CuneidetError, OSError):
+    """A photograph is missing, truncated or not an image."""
+
+
+class ConfigError(CuneidetError, ValueError):
+    """A configuration value is invalid or inconsistent."""

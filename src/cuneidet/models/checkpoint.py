@@ -1,0 +1,33 @@
+"""Rebuild a :class:`DetectorModule` from a cuneidet checkpoint (model config + weights)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from cuneidet.errors import ConfigError, DataNotFoundError
+from cuneidet.models.module import DetectorModule
+from cuneidet.utils.instantiate import instantiate
+
+
+def load_module(ckpt_path: str | Path, map_location: str = "cpu") -> DetectorModule:
+    """Load a checkpoint written by ``cuneidet-train``; its model config rebuilds the network."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise DataNotFoundError(
+            f"checkpoint {path} does not exist; pass ckpt_path=<run>/checkpoints/best.ckpt "
+            "(or last.ckpt) of a cuneidet-train run"
+        )
+    checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    model_config = (checkpoint.get("cuneidet") or {}).get("model_config")
+    if not model_config:
+        raise ConfigError(
+            f"{path} has no cuneidet model config; was it written by cuneidet-train? "
+            "For the released fpn_net_vA/vF.pth weights use cuneidet.models.reference_weights"
+        )
+    module = instantiate(OmegaConf.create(model_config))
+    module.model_config = model_config
+    module.load_state_dict(checkpoint["state_dict"], strict=True)
+    return module.eval()

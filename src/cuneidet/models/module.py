@@ -1,0 +1,156 @@
+"""LightningModule wrapping a :class:`SignDetector`: tile training, whole-segment evaluation."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from cuneidet.eval.coco_metric import CocoCrossCheck
+from cuneidet.eval.paper_metric import PaperSignMAP
+from cuneidet.models.detector import SignDetector
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INFERENCE = {
+    "score_thresh": 0.01,
+    "nms_thresh": 0.5,
+    "pre_nms_topk": None,
+    "max_detections": None,
+    "class_agnostic_nms": None,
+}
+
+
+class DetectorModule(pl.LightningModule):
+    """Trains on augmented tiles; validates/tests on whole scaled segments with the paper's mAP.
+
+    Logged metrics: ``train/loss`` (+ parts), ``val/loss``, ``val/mAP`` and ``val/global_AP`` (in
+    percent, like the paper), and the same under ``test/`` plus the COCO cross-check.
+    """
+
+    def __init__(
+        self,
+        detector: SignDetector,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        inference: dict[str, Any] | None = None,
+        coco_on_test: bool = True,
+    ) -> None:
+        super().__init__()
+        self.inference = {**DEFAULT_INFERENCE, **_plain(inference or {})}
+        # plain types only, so checkpoints load with torch.load(weights_only=True)
+        self.save_hyperparameters(
+            {"inference": dict(self.inference), "coco_on_test": coco_on_test}, logger=False
+        )
+        self.detector = detector
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        num_classes = detector.num_classes
+        self.val_metric = PaperSignMAP(num_classes=num_classes)
+        self.test_metric = PaperSignMAP(num_classes=num_classes)
+        self.test_coco = CocoCrossCheck(num_classes=num_classes) if coco_on_test else None
+        self.test_records: list[dict[str, Any]] = []
+        # The model part of the Hydra config, stored in checkpoints to rebuild the module.
+        self.model_config: dict[str, Any] | None = None
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.detector(images)
+
+    # -- training -------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        images = batch["images"]
+        loc, cls = self.detector(images)
+        losses = self.detector.loss(loc, cls, batch["targets"], tuple(images.shape[-2:]))
+        size = images.shape[0]
+        self.log("train/loss", losses["loss"], prog_bar=True, batch_size=size)
+        self.log("train/loc_loss", losses["loc_loss"], batch_size=size)
+        self.log("train/cls_loss", losses["cls_loss"], batch_size=size)
+        self.log("train/num_pos", float(losses["num_pos"]), batch_size=size)
+        if not torch.isfinite(losses["loss"]):
+            raise FloatingPointError(
+                f"non-finite training loss at step {self.global_step}; lower model.optimizer.lr "
+                "or enable gradient clipping (trainer.gradient_clip_val)"
+            )
+        return losses["loss"]
+
+    # -- evaluation -----------------------------------------------------------------------------
+    def _evaluate(self, batch: dict[str, Any]) -> tuple[list[dict], list[dict], dict]:
+        images = batch["images"]
+        size = tuple(images.shape[-2:])
+        loc, cls = self.detector(images)
+        losses = self.detector.loss(loc, cls, batch["targets"], size)
+        preds = self.detector.postprocess(loc, cls, size, **self.inference)
+        preds = [{k: v.detach().cpu() for k, v in p.items()} for p in preds]
+        targets = [{k: v.detach().cpu() for k, v in t.items()} for t in batch["targets"]]
+        return preds, targets, losses
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        preds, targets, losses = self._evaluate(batch)
+        self.val_metric.update(preds, targets)
+        self.log("val/loss", losses["loss"], batch_size=len(targets))
+
+    def on_validation_epoch_end(self) -> None:
+        result = self.val_metric.compute()
+        self.val_metric.reset()
+        self.log("val/mAP", _percent(result["map"]), prog_bar=True)
+        self.log("val/global_AP", _percent(result["global_ap"]))
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        preds, targets, losses = self._evaluate(batch)
+        self.test_metric.update(preds, targets)
+        if self.test_coco is not None:
+            self.test_coco.update(preds, targets)
+        self.log("test/loss", losses["loss"], batch_size=len(targets))
+        for key, index, pred, target in zip(
+            batch["keys"], batch["indices"], preds, targets, strict=True
+        ):
+            self.test_records.append({"key": key, "index": index, "pred": pred, "target": target})
+
+    def on_test_epoch_start(self) -> None:
+        self.test_records = []
+
+    def on_test_epoch_end(self) -> None:
+        result = self.test_metric.compute()
+        self.test_result = result
+        self.log("test/mAP", _percent(result["map"]))
+        self.log("test/global_AP", _percent(result["global_ap"]))
+        self.log("test/mAP_align", _percent(result["map_align"]))
+        if self.test_coco is not None:
+            self.test_coco_result = self.test_coco.compute()
+            for name, value in self.test_coco_result.items():
+                self.log(f"test/{name}", 100.0 * float(value))
+            self.test_coco.reset()
+        self.test_metric.reset()
+
+    # -- optimisation ---------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["cuneidet"] = {"model_config": self.model_config}
+
+
+def _plain(value: Any) -> dict[str, Any]:
+    if isinstance(value, DictConfig):
+        return OmegaConf.to_container(value, resolve=True)  # type: ignore[return-value]
+    return dict(value)
+
+
+def _percent(value: float | torch.Tensor) -> float:
+    value = float(value)
+    return 100.0 * value if math.isfinite(value) else float("nan")
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

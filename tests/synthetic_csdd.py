@@ -1,0 +1,96 @@
+"""A small synthetic CSDD with train_full/test_full sets and photographs of drawable "signs".
+
+Each tablet photo holds one segment (Obv) at scale 1.0 with a grid of 3 sign classes drawn as
+dark shapes of about 120 px, so a detector can learn something in a few steps. Used by the
+integration tests of the command-line apps; never depends on the real data.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+CLASSES = (1, 2, 3)  # train labels; MZL numbers 10, 20, 30
+SEGMENT_COLUMNS = ["segm_idx", "tablet_CDLI", "view_desc", "collection", "bbox", "scale", "assigned"]
+BOX_COLUMNS = [
+    "segm_idx", "tablet_CDLI", "view_desc", "collection", "mzl_label", "train_label", "bbox",
+    "relative_bbox",
+]
+
+
+def _write(path: Path, header: list[str], rows: list[list[object]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def _bbox(values) -> str:
+    return "[" + ", ".join(str(int(v)) for v in values) + "]"
+
+
+def draw_sign(draw: ImageDraw.ImageDraw, label: int, box: tuple[int, int, int, int]) -> None:
+    x1, y1, x2, y2 = box
+    if label == 1:
+        draw.rectangle((x1 + 10, y1 + 10, x2 - 10, y2 - 10), fill=30)
+    elif label == 2:
+        cx, cy = (x1 + x2) // 2, (y1 + y2) // 2
+        draw.rectangle((cx - 12, y1 + 8, cx + 12, y2 - 8), fill=40)
+        draw.rectangle((x1 + 8, cy - 12, x2 - 8, cy + 12), fill=40)
+    else:
+        draw.polygon([(x1 + 8, y2 - 8), ((x1 + x2) // 2, y1 + 8), (x2 - 8, y2 - 8)], fill=20)
+
+
+def make_synthetic_csdd(
+    root: Path, train_tablets: int = 4, test_tablets: int = 2, size: tuple[int, int] = (760, 640)
+) -> Path:
+    """Write ``<root>/csdd`` (segments, boxes, meta, images); returns ``root`` (the data dir)."""
+    csdd = root / "csdd"
+    rng = np.random.default_rng(0)
+    width, height = size
+    for collection, set_name, count in (
+        ("train", "train_full", train_tablets),
+        ("test", "test_full", test_tablets),
+    ):
+        segments, boxes = [], []
+        for index in range(count):
+            tablet = f"{collection.upper()}{index:03d}"
+            segments.append([index, tablet, "Obv", collection, _bbox([0, 0, width, height]), 1.0, True])
+            image = Image.new("L", size, 200)
+            draw = ImageDraw.Draw(image)
+            for y in range(40, height - 140, 150):
+                for x in range(40, width - 140, 150):
+                    label = int(rng.choice(CLASSES))
+                    box = (x, y, x + 120, y + 124)
+                    draw_sign(draw, label, box)
+                    boxes.append(
+                        [index, tablet, "Obv", collection, label * 10, label, _bbox(box), _bbox(box)]
+                    )
+            (csdd / "images").mkdir(parents=True, exist_ok=True)
+            image.convert("RGB").save(csdd / "images" / f"{tablet}.jpg", quality=95)
+        _write(csdd / "segments" / f"tablet_segments_{collection}.csv", SEGMENT_COLUMNS, segments)
+        _write(csdd / "annotations" / f"bbox_annotations_{set_name}.csv", BOX_COLUMNS, boxes)
+    meta = csdd / "meta"
+    meta.mkdir(parents=True, exist_ok=True)
+    new_labels = [0] * 1000
+    for label in CLASSES:
+        new_labels[label * 10] = label
+    (meta / "newLabels.json").write_text(json.dumps(new_labels))
+    _write(
+        meta / "cunei_mzl.csv",
+        ["", "MesZL", "Sign Name", "Script/Cuneiform Codepoint", "codepoint_0", "script_0",
+         "codepoint_1", "script_1", "codepoint_2", "script_2", "num_cpts"],
+        [
+            [i, label * 10, f"SIGN{label}", f"U+{0x12000 + label:X} x", f"U+{0x12000 + label:X}",
+             "x", "", "", "", "", 1]
+            for i, label in enumerate(CLASSES)
+        ],
+    )
+    _write(meta / "unicode_sign_stats.csv", ["train_lbl", "width", "height"],
+           [[label, 0.9, 0.95] for label in CLASSES])
+    return root

@@ -1,0 +1,75 @@
+"""Every primary config and every config-group entry composes; model entries instantiate."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf, open_dict
+
+from cuneidet.config import config_dir
+from cuneidet.utils.instantiate import instantiate
+
+CONFIGS = Path(config_dir())
+
+
+def _entries(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+
+
+def _compose(name: str, overrides: list[str]):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose(config_name=name, overrides=overrides, return_hydra_config=True)
+
+
+@pytest.mark.parametrize("name", ["train", "eval", "predict"])
+def test_primary_configs_compose(name):
+    overrides = ["ckpt_path=x.ckpt"] if name != "train" else []
+    if name == "predict":
+        overrides.append("inputs=[a.jpg]")
+    cfg = _compose(name, overrides)
+    assert cfg.task_name == name
+
+
+@pytest.mark.parametrize(
+    "group",
+    ["data", "model", "model/backbone", "model/head", "model/optimizer", "trainer", "callbacks", "logger",
+     "experiment", "debug", "paths", "hydra"],
+)
+def test_every_group_entry_composes(group):
+    entries = _entries(group)
+    assert entries, f"config group {group} is empty"
+    for entry in entries:
+        cfg = _compose("train", [f"{group}={entry}"])
+        assert cfg is not None
+
+
+@pytest.mark.parametrize("backbone", _entries("model/backbone"))
+@pytest.mark.parametrize("head", _entries("model/head"))
+def test_model_entries_instantiate(backbone, head):
+    cfg = _compose("train", [f"model/backbone={backbone}", f"model/head={head}"])
+    module = instantiate(cfg.model)
+    assert module.detector.num_classes == 240
+    if backbone == "paper_mobilenetv2" and head == "ssd":
+        params = sum(p.numel() for p in module.detector.parameters())
+        assert abs(params - 13.4e6) / 13.4e6 < 0.01
+
+
+def test_trainer_callbacks_and_loggers_instantiate(tmp_path):
+    cfg = _compose("train", ["logger=csv", f"hydra.run.dir={tmp_path}"])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path)
+    OmegaConf.resolve(cfg.callbacks)
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+    assert {type(c).__name__ for c in callbacks} >= {"ModelCheckpoint", "TQDMProgressBar"}
+    logger = instantiate(cfg.logger.csv)
+    assert Path(logger.save_dir) == tmp_path
+
+
+def test_config_typo_is_a_clear_error():
+    with pytest.raises(ConfigCompositionException, match="trian_sets"):
+        _compose("train", ["data.trian_sets=[train_full]"])
+    with pytest.raises(ConfigCompositionException, match="model/backbone"):
+        _compose("train", ["model/backbone=resnet17"])
