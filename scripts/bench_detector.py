@@ -10,7 +10,6 @@ network. Timings are medians over --repeats runs after one warm-up run.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -75,7 +74,10 @@ def main() -> None:
             torch.cuda.synchronize()
 
     detector.eval()
-    for name, (height, width) in {"hd_1920x1080": (1080, 1920), "4k_3840x2160": (2160, 3840)}.items():
+    for name, (height, width) in {
+        "hd_1920x1080": (1080, 1920),
+        "4k_3840x2160": (2160, 3840),
+    }.items():
         image = torch.rand(1, 1, height, width, device=device) - 0.5
 
         def forward(image: torch.Tensor = image) -> None:
@@ -95,7 +97,9 @@ def main() -> None:
     images = torch.rand(args.batch, 1, 512, 512, device=device) - 0.5
     targets = [
         {
-            "boxes": torch.tensor([[100.0, 100.0, 228.0, 228.0], [300, 120, 420, 250]], device=device),
+            "boxes": torch.tensor(
+                [[100.0, 100.0, 228.0, 228.0], [300, 120, 420, 250]], device=device
+            ),
             "labels": torch.tensor([5, 17], device=device),
         }
         for _ in range(args.batch)

@@ -43,6 +43,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from cuneidet.data.csdd import TRANSLITERATION_COLUMNS
+
 SEGMENT_HEADER = ["segm_idx", "tablet_CDLI", "view_desc", "collection", "bbox", "scale", "assigned"]
 
 SEGMENTS = {
@@ -216,17 +218,7 @@ def _write_segments(csdd: Path) -> None:
 
 
 def _write_transliterations(csdd: Path) -> None:
-    header = [
-        "segm_idx",
-        "tablet_CDLI",
-        "view_desc",
-        "rec_idx",
-        "line_idx",
-        "pos_idx",
-        "train_label",
-        "mzl_label",
-        "status",
-    ]
+    header = list(TRANSLITERATION_COLUMNS)
     for collection, by_segment in TRANSLITERATIONS.items():
         segments = {row[0]: row for row in SEGMENTS[collection]}
         rows = []

@@ -7,27 +7,17 @@ integration tests of the command-line apps; never depends on the real data.
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from cuneidet.data.csdd import BOX_COLUMNS, SEGMENT_COLUMNS
+from tests.fixtures_csdd import MZL_HEADER
+from tests.fixtures_csdd import _write_csv as _write
+
 CLASSES = (1, 2, 3)  # train labels; MZL numbers 10, 20, 30
-SEGMENT_COLUMNS = ["segm_idx", "tablet_CDLI", "view_desc", "collection", "bbox", "scale", "assigned"]
-BOX_COLUMNS = [
-    "segm_idx", "tablet_CDLI", "view_desc", "collection", "mzl_label", "train_label", "bbox",
-    "relative_bbox",
-]
-
-
-def _write(path: Path, header: list[str], rows: list[list[object]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
 
 
 def _bbox(values) -> str:
@@ -60,7 +50,9 @@ def make_synthetic_csdd(
         segments, boxes = [], []
         for index in range(count):
             tablet = f"{collection.upper()}{index:03d}"
-            segments.append([index, tablet, "Obv", collection, _bbox([0, 0, width, height]), 1.0, True])
+            segments.append(
+                [index, tablet, "Obv", collection, _bbox([0, 0, width, height]), 1.0, True]
+            )
             image = Image.new("L", size, 200)
             draw = ImageDraw.Draw(image)
             for y in range(40, height - 140, 150):
@@ -69,12 +61,23 @@ def make_synthetic_csdd(
                     box = (x, y, x + 120, y + 124)
                     draw_sign(draw, label, box)
                     boxes.append(
-                        [index, tablet, "Obv", collection, label * 10, label, _bbox(box), _bbox(box)]
+                        [
+                            index,
+                            tablet,
+                            "Obv",
+                            collection,
+                            label * 10,
+                            label,
+                            _bbox(box),
+                            _bbox(box),
+                        ]
                     )
             (csdd / "images").mkdir(parents=True, exist_ok=True)
             image.convert("RGB").save(csdd / "images" / f"{tablet}.jpg", quality=95)
-        _write(csdd / "segments" / f"tablet_segments_{collection}.csv", SEGMENT_COLUMNS, segments)
-        _write(csdd / "annotations" / f"bbox_annotations_{set_name}.csv", BOX_COLUMNS, boxes)
+        _write(
+            csdd / "segments" / f"tablet_segments_{collection}.csv", list(SEGMENT_COLUMNS), segments
+        )
+        _write(csdd / "annotations" / f"bbox_annotations_{set_name}.csv", list(BOX_COLUMNS), boxes)
     meta = csdd / "meta"
     meta.mkdir(parents=True, exist_ok=True)
     new_labels = [0] * 1000
@@ -83,14 +86,27 @@ def make_synthetic_csdd(
     (meta / "newLabels.json").write_text(json.dumps(new_labels))
     _write(
         meta / "cunei_mzl.csv",
-        ["", "MesZL", "Sign Name", "Script/Cuneiform Codepoint", "codepoint_0", "script_0",
-         "codepoint_1", "script_1", "codepoint_2", "script_2", "num_cpts"],
+        MZL_HEADER,
         [
-            [i, label * 10, f"SIGN{label}", f"U+{0x12000 + label:X} x", f"U+{0x12000 + label:X}",
-             "x", "", "", "", "", 1]
+            [
+                i,
+                label * 10,
+                f"SIGN{label}",
+                f"U+{0x12000 + label:X} x",
+                f"U+{0x12000 + label:X}",
+                "x",
+                "",
+                "",
+                "",
+                "",
+                1,
+            ]
             for i, label in enumerate(CLASSES)
         ],
     )
-    _write(meta / "unicode_sign_stats.csv", ["train_lbl", "width", "height"],
-           [[label, 0.9, 0.95] for label in CLASSES])
+    _write(
+        meta / "unicode_sign_stats.csv",
+        ["train_lbl", "width", "height"],
+        [[label, 0.9, 0.95] for label in CLASSES],
+    )
     return root

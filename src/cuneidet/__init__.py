@@ -1,2 +1,3 @@
 """cuneidet: cuneiform sign detection."""
+
 __version__ = "0.1.0"

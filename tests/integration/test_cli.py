@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -19,6 +18,7 @@ FAST = [
     "data.progress=false",
     "model.inference.pre_nms_topk=3000",
     "callbacks.progress_bar.refresh_rate=0",
+    "trainer.log_every_n_steps=1",
 ]
 
 
@@ -60,8 +60,17 @@ def test_train_writes_checkpoints_metrics_and_report(trained):
     metrics = pd.read_csv(run_dir / "csv" / "metrics.csv")
     assert "train/loss" in metrics.columns and "val/mAP" in metrics.columns
     summary = json.loads((run_dir / "summary.json").read_text())
-    for key in ("command", "git_commit", "train_sets", "test_sets", "test_map",
-                "test_global_ap", "epochs", "train_time_s", "hardware"):
+    for key in (
+        "command",
+        "git_commit",
+        "train_sets",
+        "test_sets",
+        "test_map",
+        "test_global_ap",
+        "epochs",
+        "train_time_s",
+        "hardware",
+    ):
         assert key in summary
     assert summary["train_sets"] == ["train_full"] and summary["test_sets"] == ["test_full"]
     test_dir = run_dir / "test"
@@ -136,14 +145,21 @@ def test_predict_photos_and_skip_corrupt(trained, tmp_path):
 def test_train_bad_input_gives_clear_message(tmp_path):
     data = make_synthetic_csdd(tmp_path / "data")
     result = run_app(
-        "train", f"paths.data_dir={data}", "data.train_sets=[train_nope]",
-        f"hydra.run.dir={tmp_path / 'run'}", *FAST, check=False,
+        "train",
+        f"paths.data_dir={data}",
+        "data.train_sets=[train_nope]",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        *FAST,
+        check=False,
     )
     assert result.returncode == 2
     assert "train_nope" in result.stderr + result.stdout
     missing = run_app(
-        "train", f"paths.data_dir={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'r2'}",
-        *FAST, check=False,
+        "train",
+        f"paths.data_dir={tmp_path / 'nowhere'}",
+        f"hydra.run.dir={tmp_path / 'r2'}",
+        *FAST,
+        check=False,
     )
     assert missing.returncode == 2
     assert "nowhere" in missing.stderr + missing.stdout
@@ -153,7 +169,9 @@ def test_data_check_on_synthetic(tmp_path):
     data = make_synthetic_csdd(tmp_path / "data")
     result = subprocess.run(
         [sys.executable, "-m", "cuneidet.cli.data", "--data-dir", str(data), "check"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "train_full" in result.stdout and "test_full" in result.stdout

@@ -35,8 +35,20 @@ def test_primary_configs_compose(name):
 
 @pytest.mark.parametrize(
     "group",
-    ["data", "model", "model/backbone", "model/head", "model/optimizer", "trainer", "callbacks", "logger",
-     "experiment", "debug", "paths", "hydra"],
+    [
+        "data",
+        "model",
+        "model/backbone",
+        "model/head",
+        "model/optimizer",
+        "trainer",
+        "callbacks",
+        "logger",
+        "experiment",
+        "debug",
+        "paths",
+        "hydra",
+    ],
 )
 def test_every_group_entry_composes(group):
     entries = _entries(group)

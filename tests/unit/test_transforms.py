@@ -56,7 +56,7 @@ def test_crop_geometry_matches_reference_ranges():
         params = crop.get_params_dependent_on_data({"shape": (600, 600)}, {})
         x1, y1, x2, y2 = params["crop_coords"]
         width, height = x2 - x1, y2 - y1
-        assert 0 <= x1 and x2 <= 600 and 0 <= y1 and y2 <= 600
+        assert x1 >= 0 and x2 <= 600 and y1 >= 0 and y2 <= 600
         side = (width * height) ** 0.5 / 600
         assert 0.64 <= side <= 1.0
         assert 1 / 1.36 <= width / height <= 1.36

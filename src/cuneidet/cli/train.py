@@ -1,4 +1,4 @@
-"""``cuneidet-train``: fit a detector on tiles, select on validation mAP, test the best checkpoint."""
+"""``cuneidet-train``: fit on tiles, select on validation mAP, test the best checkpoint."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
-from cuneidet.config import config_dir
 from cuneidet.cli.common import (
     command_line,
     git_commit,
@@ -19,6 +18,7 @@ from cuneidet.cli.common import (
     save_config,
     task_wrapper,
 )
+from cuneidet.config import config_dir
 from cuneidet.errors import DataNotFoundError
 from cuneidet.eval.evaluate import write_test_report
 from cuneidet.models.module import count_parameters
@@ -57,8 +57,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     save_config(cfg, output_dir)
     pl.seed_everything(cfg.seed, workers=True)
 
-    datamodule = instantiate(cfg.data)
     module = instantiate(cfg.model)
+    datamodule = instantiate(cfg.data, num_classes=module.detector.num_classes)
     module.model_config = OmegaConf.to_container(cfg.model, resolve=True)
     callbacks = instantiate_list(cfg.get("callbacks"))
     loggers = instantiate_list(cfg.get("logger"))

@@ -95,9 +95,13 @@ def load_segment_samples(
 
 
 def to_input_tensor(image: np.ndarray) -> torch.Tensor:
-    """uint8 [H, W] (or [H, W, 1]) → float [1, H, W] normalised as pixel/255 − 0.5."""
-    array = np.ascontiguousarray(image.reshape(image.shape[0], image.shape[1]))
-    return torch.from_numpy(array).float().div_(255.0).sub_(0.5).unsqueeze(0)
+    """uint8 [H, W] (or [H, W, 1]) → float [1, H, W] normalised as pixel/255 − 0.5.
+
+    The project's single input normalisation (``ToTensor`` + ``Normalize(0.5, 1.0)`` of the
+    reference code, bit-identical in float32).
+    """
+    array = np.asarray(image, dtype=np.float32).reshape(image.shape[0], image.shape[1])
+    return torch.from_numpy(array / np.float32(255.0) - np.float32(0.5)).unsqueeze(0)
 
 
 class TileDataset(Dataset):
@@ -149,8 +153,8 @@ class SegmentDataset(Dataset):
         sample = self.samples[index]
         return {
             "image": to_input_tensor(sample.image),
-            "boxes": torch.as_tensor(sample.boxes).reshape(-1, 4),
-            "labels": torch.as_tensor(sample.labels).reshape(-1),
+            "boxes": torch.tensor(sample.boxes, dtype=torch.float32).reshape(-1, 4),
+            "labels": torch.tensor(sample.labels, dtype=torch.int64).reshape(-1),
             "key": sample.key,
             "index": index,
         }

@@ -33,7 +33,12 @@ class Tile:
 
 
 def paper_tile_origins(
-    width: int, height: int, tile: int = 600, offset: int = 100, step_x: int = 300, step_y: int = 400
+    width: int,
+    height: int,
+    tile: int = 600,
+    offset: int = 100,
+    step_x: int = 300,
+    step_y: int = 400,
 ) -> list[tuple[int, int]]:
     """Top-left corners of the reference tiling.
 

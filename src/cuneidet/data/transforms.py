@@ -110,14 +110,7 @@ def build_train_transform(
             A.ColorJitter(
                 brightness=brightness, contrast=contrast, saturation=0.0, hue=0.0, p=jitter_p
             ),
-            A.PadIfNeeded(
-                min_height=tile_size,
-                min_width=tile_size,
-                position="top_left",
-                border_mode=cv2.BORDER_CONSTANT,
-                fill=0,
-                fill_mask=0,
-            ),
+            _pad_top_left(tile_size),
             PaperRandomCrop(size=(input_size, input_size), scale=crop_scale, max_aspect=max_aspect),
         ],
         bbox_params=_bbox_params(),
@@ -132,19 +125,25 @@ def build_val_transform(
     """The reference validation transform: crop s ∈ [0.85, 0.86], aspect ≈ 1, resize."""
     return A.Compose(
         [
-            A.PadIfNeeded(
-                min_height=tile_size,
-                min_width=tile_size,
-                position="top_left",
-                border_mode=cv2.BORDER_CONSTANT,
-                fill=0,
-                fill_mask=0,
-            ),
+            _pad_top_left(tile_size),
             PaperRandomCrop(size=(input_size, input_size), scale=(0.85, 0.86), max_aspect=1.001),
         ],
         bbox_params=_bbox_params(),
         seed=seed,
         strict=True,
+    )
+
+
+def _pad_top_left(tile_size: int) -> A.PadIfNeeded:
+    """Tiles at the segment border are smaller: pad them at the top-left with black, as the
+    reference pastes them onto a black canvas."""
+    return A.PadIfNeeded(
+        min_height=tile_size,
+        min_width=tile_size,
+        position="top_left",
+        border_mode=cv2.BORDER_CONSTANT,
+        fill=0,
+        fill_mask=0,
     )
 
 

@@ -73,13 +73,13 @@ Detections = dict[str, Tensor]
 def to_tensor(image: Image.Image) -> Tensor:
     """Grayscale float tensor ``[1, H, W]`` with ``x = pixel / 255 - 0.5`` (method §0).
 
-    This is the project's single input normalisation (``ToTensor`` + ``Normalize(0.5, 1.0)`` of
-    the reference code, bit-identical in float32). Any PIL mode is converted to ``"L"`` first.
+    Any PIL mode is converted to ``"L"`` first; see :func:`cuneidet.data.datasets.to_input_tensor`.
     """
+    from cuneidet.data.datasets import to_input_tensor
+
     if image.mode != "L":
         image = image.convert("L")
-    array = np.asarray(image, dtype=np.float32) / np.float32(255.0)
-    return torch.from_numpy(array - np.float32(0.5)).unsqueeze(0)
+    return to_input_tensor(np.asarray(image))
 
 
 # --------------------------------------------------------------------------- single image

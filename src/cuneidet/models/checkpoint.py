@@ -31,3 +31,16 @@ def load_module(ckpt_path: str | Path, map_location: str = "cpu") -> DetectorMod
     module.model_config = model_config
     module.load_state_dict(checkpoint["state_dict"], strict=True)
     return module.eval()
+
+
+_OPTIONAL_INFERENCE = ("pre_nms_topk", "max_detections", "class_agnostic_nms")
+
+
+def inference_overrides(settings: dict | None) -> dict:
+    """Command-line inference settings: ``None`` keeps the checkpoint's, 0 disables a cap."""
+    overrides = {}
+    for key, value in (settings or {}).items():
+        if value is None:
+            continue
+        overrides[key] = None if key in _OPTIONAL_INFERENCE and value == 0 else value
+    return overrides

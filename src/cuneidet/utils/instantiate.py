@@ -1,4 +1,4 @@
-"""The one place that calls ``hydra.utils.instantiate`` (so a target allow-list is a one-line change)."""
+"""The one place that calls ``hydra.utils.instantiate`` (an allow-list is a one-line change)."""
 
 from __future__ import annotations
 

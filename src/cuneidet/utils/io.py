@@ -67,7 +67,9 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
 
 
 def write_json(path: str | Path, obj: Any, indent: int = 2) -> Path:
-    return write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False, default=_jsonable) + "\n")
+    return write_text(
+        path, json.dumps(obj, indent=indent, ensure_ascii=False, default=_jsonable) + "\n"
+    )
 
 
 def write_csv(path: str | Path, frame: Any, **kwargs: Any) -> Path:
