@@ -2,7 +2,14 @@
 
 from pathlib import Path
 
-from cuneidet.utils.loggers import finish_wandb, resolve_wandb_mode, wandb_logger
+from PIL import Image
+
+from cuneidet.utils.loggers import (
+    finish_wandb,
+    log_report_to_wandb,
+    resolve_wandb_mode,
+    wandb_logger,
+)
 
 
 def test_mode_resolution(monkeypatch, tmp_path):
@@ -29,6 +36,11 @@ def test_offline_run_directory_is_written(monkeypatch, tmp_path):
     monkeypatch.setenv("WANDB_SILENT", "true")
     logger = wandb_logger(project="cuneidet-test", name="offline", save_dir=str(tmp_path))
     logger.log_metrics({"val/mAP": 12.5}, step=1)
+    report = tmp_path / "report"
+    (report / "segments").mkdir(parents=True)
+    (report / "per_class_ap.csv").write_text("train_label,name,ap\n1,AŠ,50.0\n")
+    Image.new("RGB", (32, 24), "white").save(report / "segments" / "T_Obv.png")
+    log_report_to_wandb([logger], report)
     finish_wandb()
     runs = list(Path(tmp_path).rglob("offline-run-*"))
     assert runs, f"no offline run under {tmp_path}"

@@ -24,6 +24,7 @@ from cuneidet.eval.evaluate import write_test_report
 from cuneidet.models.module import count_parameters
 from cuneidet.utils.instantiate import instantiate, instantiate_list
 from cuneidet.utils.io import write_json
+from cuneidet.utils.loggers import log_report_to_wandb
 
 log = logging.getLogger("cuneidet.train")
 
@@ -103,6 +104,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             num_images=cfg.report.num_images,
             draw_score_thresh=cfg.report.draw_score_thresh,
         )
+        log_report_to_wandb(loggers, output_dir / "test")
         summary.update(
             test_map=report["map"],
             test_global_ap=report["global_ap"],

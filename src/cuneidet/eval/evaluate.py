@@ -44,27 +44,21 @@ def write_test_report(
     records = sorted(module.test_records, key=lambda r: -len(r["target"]["labels"]))
     for record in records[:num_images]:
         sample = samples[record["index"]]
-        pred = _above(record["pred"], draw_score_thresh)
-        classification = classify_detections(pred, record["target"])
-        name = sample.name.replace(" ", "_")
+        # classified with all detections (as evaluated); only confident ones are drawn
         draw_segment_detections(
             Image.fromarray(sample.image),
-            pred,
+            record["pred"],
             record["target"],
-            classification,
-            out_dir / "segments" / f"{name}.png",
+            classify_detections(record["pred"], record["target"]),
+            out_dir / "segments" / f"{sample.name.replace(' ', '_')}.png",
             class_names=class_names,
+            min_score=draw_score_thresh,
         )
     log.info(
-        "test: mAP %.2f, global AP %.2f over %d segments → %s",
+        "test: mAP %s, global AP %s over %d segments → %s",
         metrics["map"],
         metrics["global_ap"],
         len(module.test_records),
         out_dir,
     )
     return metrics
-
-
-def _above(pred: dict[str, Any], threshold: float) -> dict[str, Any]:
-    keep = pred["scores"] >= threshold
-    return {key: value[keep] for key, value in pred.items()}

@@ -6,6 +6,7 @@ import logging
 import netrc
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -73,3 +74,29 @@ def finish_wandb() -> None:
 
         if wandb.run is not None:
             wandb.finish()
+
+
+def log_report_to_wandb(
+    loggers: Sequence[Any], report_dir: str | Path, prefix: str = "test"
+) -> None:
+    """Send the per-class AP table, PR curve and annotated segments of a report to W&B loggers."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    report_dir = Path(report_dir)
+    for logger in loggers:
+        if not isinstance(logger, WandbLogger):
+            continue
+        table = report_dir / "per_class_ap.csv"
+        if table.is_file():
+            import pandas as pd
+
+            logger.log_table(key=f"{prefix}/per_class_ap", dataframe=pd.read_csv(table))
+        images = sorted((report_dir / "segments").glob("*.png"))
+        if (report_dir / "pr_curve.png").is_file():
+            logger.log_image(key=f"{prefix}/pr_curve", images=[str(report_dir / "pr_curve.png")])
+        if images:
+            logger.log_image(
+                key=f"{prefix}/segments",
+                images=[str(p) for p in images],
+                caption=[p.stem for p in images],
+            )
