@@ -96,7 +96,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         best = _best_checkpoint(trainer)
         if best:
             log.info("testing best checkpoint %s", best)
-        trainer.test(module, datamodule=datamodule, ckpt_path=best)
+        tester = trainer if trainer.world_size == 1 else _single_device_tester(cfg, loggers)
+        if not trainer.is_global_zero:
+            return metrics
+        tester.test(module, datamodule=datamodule, ckpt_path=best)
+        trainer = tester
         report = write_test_report(
             module,
             datamodule,
@@ -115,6 +119,28 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     write_json(output_dir / "summary.json", summary)
     log.info("summary: %s", {k: summary[k] for k in summary if "map" in k or "ap" in k})
     return metrics
+
+
+def _single_device_tester(cfg: DictConfig, loggers: list[Any]) -> pl.Trainer:
+    """A one-device trainer for testing after multi-process training.
+
+    A DistributedSampler pads the test set with repeated segments, which would bias the pooled
+    metrics; and a CSV logger re-created in the main process after ``ddp_spawn`` cannot append
+    to the training's metrics file, so test metrics go to ``csv/test/metrics.csv``.
+    """
+    from pytorch_lightning.loggers import CSVLogger
+
+    test_loggers = [logger for logger in loggers if not isinstance(logger, CSVLogger)]
+    test_loggers.append(CSVLogger(cfg.paths.output_dir, name="csv", version="test"))
+    return instantiate(
+        cfg.trainer,
+        devices=1,
+        num_nodes=1,
+        strategy="auto",
+        sync_batchnorm=False,
+        callbacks=[],
+        logger=test_loggers,
+    )
 
 
 def _best_checkpoint(trainer: pl.Trainer) -> str | None:
