@@ -85,7 +85,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "git_commit": git_commit(),
         "train_sets": list(cfg.data.train_sets),
         "test_sets": list(cfg.data.test_sets),
-        "epochs": int(trainer.current_epoch),
+        "epochs": _epochs_trained(trainer),
         "global_steps": int(trainer.global_step),
         "train_time_s": round(train_time, 1),
         "hardware": hardware_description(),
@@ -141,6 +141,15 @@ def _single_device_tester(cfg: DictConfig, loggers: list[Any]) -> pl.Trainer:
         callbacks=[],
         logger=test_loggers,
     )
+
+
+def _epochs_trained(trainer: pl.Trainer) -> float:
+    """Epochs of optimisation done, fractional when training stopped mid-epoch (max_time)."""
+    per_epoch = trainer.num_training_batches
+    if not per_epoch or per_epoch == float("inf"):
+        return float(trainer.current_epoch)
+    steps_per_epoch = per_epoch / max(1, trainer.accumulate_grad_batches)
+    return round(trainer.global_step / steps_per_epoch, 2)
 
 
 def _best_checkpoint(trainer: pl.Trainer) -> str | None:
