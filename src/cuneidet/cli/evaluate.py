@@ -8,12 +8,12 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from cuneidet.cli.common import command_line, git_commit, save_config, task_wrapper
 from cuneidet.config import config_dir
 from cuneidet.eval.evaluate import write_test_report
-from cuneidet.models.checkpoint import inference_overrides, load_module
+from cuneidet.models.checkpoint import load_module
 from cuneidet.utils.instantiate import instantiate, instantiate_list
 
 log = logging.getLogger("cuneidet.eval")
@@ -23,10 +23,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     save_config(cfg, output_dir)
     pl.seed_everything(cfg.seed, workers=True)
-    module = load_module(cfg.ckpt_path)
-    module.inference.update(
-        inference_overrides(OmegaConf.to_container(cfg.inference, resolve=True))
-    )
+    module = load_module(cfg.ckpt_path, inference=cfg.inference)
     datamodule = instantiate(cfg.data, num_classes=module.detector.num_classes)
     loggers = instantiate_list(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=[])

@@ -10,7 +10,7 @@ from typing import Any
 import hydra
 import pandas as pd
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from cuneidet.cli.common import save_config, task_wrapper
 from cuneidet.config import config_dir
@@ -19,7 +19,7 @@ from cuneidet.data.location import resolve_data_dir
 from cuneidet.errors import ConfigError, CuneidetError, DataFormatError
 from cuneidet.inference.export import write_coco_json, write_paper_csv
 from cuneidet.inference.predict import PhotoRequest, predict_photos
-from cuneidet.models.checkpoint import inference_overrides, load_module
+from cuneidet.models.checkpoint import load_module
 from cuneidet.utils.io import write_json
 
 log = logging.getLogger("cuneidet.predict")
@@ -92,9 +92,8 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     save_config(cfg, output_dir)
     if float(cfg.scale) <= 0:
         raise ConfigError(f"scale must be positive, got {cfg.scale}")
-    module = load_module(cfg.ckpt_path)
-    settings = OmegaConf.to_container(cfg.inference, resolve=True)
-    inference = {**module.inference, **inference_overrides(settings)}
+    module = load_module(cfg.ckpt_path, inference=cfg.inference)
+    inference = dict(module.inference)
     device = cfg.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"

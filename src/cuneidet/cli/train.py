@@ -96,11 +96,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         best = _best_checkpoint(trainer)
         if best:
             log.info("testing best checkpoint %s", best)
-        tester = trainer if trainer.world_size == 1 else _single_device_tester(cfg, loggers)
         if not trainer.is_global_zero:
             return metrics
+        tester = trainer if trainer.world_size == 1 else _single_device_tester(cfg, loggers)
         tester.test(module, datamodule=datamodule, ckpt_path=best)
-        trainer = tester
         report = write_test_report(
             module,
             datamodule,
@@ -115,7 +114,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             test_map_align=report["map_align"],
             best_checkpoint=best,
         )
-        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        metrics.update({k: float(v) for k, v in tester.callback_metrics.items()})
     write_json(output_dir / "summary.json", summary)
     log.info("summary: %s", {k: summary[k] for k in summary if "map" in k or "ap" in k})
     return metrics

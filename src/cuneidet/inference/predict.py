@@ -39,6 +39,7 @@ from PIL import Image
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from cuneidet.data.datasets import to_input_tensor
 from cuneidet.errors import ConfigError, ImageLoadError
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,6 @@ def to_tensor(image: Image.Image) -> Tensor:
 
     Any PIL mode is converted to ``"L"`` first; see :func:`cuneidet.data.datasets.to_input_tensor`.
     """
-    from cuneidet.data.datasets import to_input_tensor
-
     if image.mode != "L":
         image = image.convert("L")
     return to_input_tensor(np.asarray(image))

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from cuneidet.errors import ConfigError, DataNotFoundError
 from cuneidet.models.module import DetectorModule
 from cuneidet.utils.instantiate import instantiate
 
 
-def load_module(ckpt_path: str | Path, map_location: str = "cpu") -> DetectorModule:
-    """Load a checkpoint written by ``cuneidet-train``; its model config rebuilds the network."""
+def load_module(
+    ckpt_path: str | Path, map_location: str = "cpu", inference: Any = None
+) -> DetectorModule:
+    """Load a checkpoint written by ``cuneidet-train``; its model config rebuilds the network.
+
+    ``inference`` (a dict or DictConfig from the command line) overrides the checkpoint's
+    inference settings as :func:`inference_overrides` describes.
+    """
     path = Path(ckpt_path)
     if not path.is_file():
         raise DataNotFoundError(
@@ -30,6 +37,9 @@ def load_module(ckpt_path: str | Path, map_location: str = "cpu") -> DetectorMod
     module = instantiate(OmegaConf.create(model_config))
     module.model_config = model_config
     module.load_state_dict(checkpoint["state_dict"], strict=True)
+    if isinstance(inference, DictConfig):
+        inference = OmegaConf.to_container(inference, resolve=True)
+    module.inference.update(inference_overrides(inference))
     return module.eval()
 
 
