@@ -7,6 +7,7 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from tests.synthetic_csdd import make_synthetic_csdd
@@ -56,7 +57,8 @@ def trained(tmp_path_factory):
 def test_train_writes_checkpoints_metrics_and_report(trained):
     _, run_dir = trained
     assert (run_dir / "checkpoints" / "best.ckpt").is_file()
-    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["epoch"] == 2, "last.ckpt must hold the final epoch, not only the best one"
     metrics = pd.read_csv(run_dir / "csv" / "metrics.csv")
     assert "train/loss" in metrics.columns and "val/mAP" in metrics.columns
     summary = json.loads((run_dir / "summary.json").read_text())

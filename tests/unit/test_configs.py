@@ -9,7 +9,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf, open_dict
 
 from cuneidet.config import config_dir
-from cuneidet.utils.instantiate import instantiate
+from cuneidet.utils.instantiate import instantiate, instantiate_list
 
 CONFIGS = Path(config_dir())
 
@@ -24,9 +24,9 @@ def _compose(name: str, overrides: list[str]):
         return compose(config_name=name, overrides=overrides, return_hydra_config=True)
 
 
-@pytest.mark.parametrize("name", ["train", "eval", "predict"])
+@pytest.mark.parametrize("name", ["train", "eval", "predict", "forge"])
 def test_primary_configs_compose(name):
-    overrides = ["ckpt_path=x.ckpt"] if name != "train" else []
+    overrides = ["ckpt_path=x.ckpt"] if name in ("eval", "predict") else []
     if name == "predict":
         overrides.append("inputs=[a.jpg]")
     cfg = _compose(name, overrides)
@@ -58,6 +58,23 @@ def test_every_group_entry_composes(group):
         assert cfg is not None
 
 
+def test_every_forge_entry_composes_and_builds_a_forge(tmp_path):
+    from cuneidet.cli.forge import build_forge
+
+    entries = _entries("forge")
+    assert {"default", "clean", "from_transliteration"} <= set(entries)
+    variants = set()
+    for entry in entries:
+        cfg = _compose(
+            "forge",
+            [f"forge={entry}", f"data_dir={tmp_path}", f"paths.forge_dir={tmp_path / 'forge'}"],
+        )
+        (tmp_path / "csdd").mkdir(exist_ok=True)
+        forge = build_forge(cfg)
+        variants.add(forge.variant)
+    assert len(variants) == len(entries), "different settings must render into different folders"
+
+
 @pytest.mark.parametrize("backbone", _entries("model/backbone"))
 @pytest.mark.parametrize("head", _entries("model/head"))
 def test_model_entries_instantiate(backbone, head):
@@ -85,3 +102,16 @@ def test_config_typo_is_a_clear_error():
         _compose("train", ["data.trian_sets=[train_full]"])
     with pytest.raises(ConfigCompositionException, match="model/backbone"):
         _compose("train", ["model/backbone=resnet17"])
+
+
+def test_last_checkpoint_is_written_every_epoch_not_only_with_a_new_best():
+    cfg = _compose("train", ["paths.output_dir=/tmp/x"])
+    callbacks = {
+        type(c).__name__ + str(getattr(c, "monitor", "")): c
+        for c in instantiate_list(cfg.callbacks)
+    }
+    best = callbacks["ModelCheckpointval/mAP"]
+    last = callbacks["ModelCheckpointNone"]
+    assert best.filename == "best" and not best.save_last
+    assert last.filename == "last" and last.monitor is None and last._every_n_epochs == 1
+    assert last._save_on_train_epoch_end

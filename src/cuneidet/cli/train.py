@@ -21,6 +21,7 @@ from cuneidet.cli.common import (
 from cuneidet.config import config_dir
 from cuneidet.errors import DataNotFoundError
 from cuneidet.eval.evaluate import write_test_report
+from cuneidet.models.checkpoint import load_weights
 from cuneidet.models.module import count_parameters
 from cuneidet.utils.instantiate import instantiate, instantiate_list
 from cuneidet.utils.io import write_json
@@ -59,6 +60,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True)
 
     module = instantiate(cfg.model)
+    if cfg.get("init_from"):
+        load_weights(module, cfg.init_from)
+        log.info("initialised the detector from %s", cfg.init_from)
     datamodule = instantiate(cfg.data, num_classes=module.detector.num_classes)
     module.model_config = OmegaConf.to_container(cfg.model, resolve=True)
     callbacks = instantiate_list(cfg.get("callbacks"))
@@ -84,6 +88,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "command": command_line(),
         "git_commit": git_commit(),
         "train_sets": list(cfg.data.train_sets),
+        "image_source": cfg.data.image_source,
+        "init_from": cfg.get("init_from"),
         "test_sets": list(cfg.data.test_sets),
         "epochs": _epochs_trained(trainer),
         "global_steps": int(trainer.global_step),
@@ -152,9 +158,11 @@ def _epochs_trained(trainer: pl.Trainer) -> float:
 
 
 def _best_checkpoint(trainer: pl.Trainer) -> str | None:
-    callback = trainer.checkpoint_callback
-    path = getattr(callback, "best_model_path", "") if callback else ""
-    return path or None
+    """The best checkpoint of the monitored ModelCheckpoint (not the every-epoch last.ckpt)."""
+    for callback in trainer.checkpoint_callbacks:
+        if getattr(callback, "monitor", None) and getattr(callback, "best_model_path", ""):
+            return callback.best_model_path
+    return None
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")

@@ -642,6 +642,12 @@ class CSDD:
         )
 
     @cached_property
+    def sign_list(self) -> dict[int, tuple[str, str]]:
+        """MZL number → (sign name, glyph string) from ``meta/cunei_mzl.csv`` (empty if absent)."""
+        path = self._path("meta", "cunei_mzl.csv")
+        return _read_sign_list(path) if path.is_file() else {}
+
+    @cached_property
     def sign_width_priors(self) -> dict[int, tuple[float, float]]:
         """train_label → (width, height) relative to a 128-px sign height."""
         path = self._path("meta", "unicode_sign_stats.csv")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -68,6 +68,9 @@ class CSDDDataModule(pl.LightningDataModule):
         data_dir: str | None = None,
         image_source: str = "folder",
         image_folder: str | None = None,
+        image_source_options: Mapping[str, Any] | None = None,
+        test_image_source: str | None = None,
+        forge_train_collections: Sequence[str] = (),
         train_sets: Sequence[str] = ("train_full",),
         test_sets: Sequence[str] = ("test_full",),
         val_fraction: float = 0.15,
@@ -103,7 +106,7 @@ class CSDDDataModule(pl.LightningDataModule):
         self.val_samples: list[SegmentSample] | None = None
         self.test_samples: list[SegmentSample] | None = None
         self._csdd: CSDD | None = None
-        self._source: PhotoSource | None = None
+        self._sources: dict[str, PhotoSource] = {}
 
     # -- construction helpers -------------------------------------------------------------------
     @property
@@ -112,13 +115,31 @@ class CSDDDataModule(pl.LightningDataModule):
             self._csdd = CSDD(resolve_data_dir(self.hparams.data_dir))
         return self._csdd
 
+    def photo_source(self, kind: str | None = None) -> PhotoSource:
+        """The photo source ``kind`` (default ``data.image_source``), built once.
+
+        ``data.image_source_options`` go to ``data.image_source`` only.
+        """
+        kind = kind or self.hparams.image_source
+        if kind not in self._sources:
+            options = self.hparams.image_source_options or {}
+            self._sources[kind] = build_photo_source(
+                kind,
+                self.csdd.data_dir,
+                folder=self.hparams.image_folder,
+                **(dict(options) if kind == self.hparams.image_source else {}),
+            )
+        return self._sources[kind]
+
     @property
     def source(self) -> PhotoSource:
-        if self._source is None:
-            self._source = build_photo_source(
-                self.hparams.image_source, self.csdd.data_dir, folder=self.hparams.image_folder
-            )
-        return self._source
+        """Where training and validation photos come from (``data.image_source``)."""
+        return self.photo_source()
+
+    @property
+    def test_source(self) -> PhotoSource:
+        """Where test photos come from: ``data.test_image_source``, else ``data.image_source``."""
+        return self.photo_source(self.hparams.test_image_source)
 
     def _select(self, sets: Sequence[str]) -> list[AnnotatedSegment]:
         segments = annotated_segments(self.csdd, list(sets))
@@ -126,8 +147,10 @@ class CSDDDataModule(pl.LightningDataModule):
             segments = segments[: int(self.hparams.limit_segments)]
         return segments
 
-    def _load(self, segments: Sequence[AnnotatedSegment]) -> list[SegmentSample]:
-        return load_segment_samples(segments, self.source, progress=self.hparams.progress)
+    def _load(
+        self, segments: Sequence[AnnotatedSegment], source: PhotoSource | None = None
+    ) -> list[SegmentSample]:
+        return load_segment_samples(segments, source or self.source, progress=self.hparams.progress)
 
     # -- Lightning hooks --------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -146,6 +169,8 @@ class CSDDDataModule(pl.LightningDataModule):
                     "data.test_sets; choose disjoint sets"
                 )
             self.train_samples = self._load(self.train_segments)
+            if hp.forge_train_collections:
+                self.train_samples += self._forge_train_samples(overlap_check=self._test_tablets())
             self.val_samples = self._load(self.val_segments)
             log.info(
                 "training on %d segments, validating on %d segments (%d tablets held out)",
@@ -157,7 +182,26 @@ class CSDDDataModule(pl.LightningDataModule):
             if not hp.test_sets:
                 raise ConfigError("data.test_sets is empty: testing needs at least one box set")
             self.test_segments = self._select(hp.test_sets)
-            self.test_samples = self._load(self.test_segments)
+            self.test_samples = self._load(self.test_segments, self.test_source)
+
+    def _forge_train_samples(self, overlap_check: set[str]) -> list[SegmentSample]:
+        """Supervised-on-forge: forged views of data.forge_train_collections, truth as labels."""
+        from cuneidet.forge import ForgeSource
+        from cuneidet.forge.store import Forge
+        from cuneidet.forge.supervision import truth_segments
+
+        hp = self.hparams
+        forge_kinds = ("forge", "folder+forge")
+        options = dict(hp.image_source_options or {}) if hp.image_source in forge_kinds else {}
+        options.pop("extensions", None)
+        forge = Forge(self.csdd.data_dir, **options)
+        held_out = overlap_check | {s.tablet for s in self.val_segments}
+        segments = truth_segments(
+            forge, list(hp.forge_train_collections), exclude_tablets=held_out,
+            progress=hp.progress,
+        )
+        self.train_segments += segments
+        return self._load(segments, ForgeSource(forge))
 
     def _test_tablets(self) -> set[str]:
         if not self.hparams.test_sets:

@@ -505,8 +505,14 @@ def register_photo_source(name: str, factory: PhotoSourceFactory, overwrite: boo
     _REGISTRY[name] = factory
 
 
+def _register_builtin_kinds() -> None:
+    """Import the packages that register more kinds (the forge), on first use."""
+    import cuneidet.forge  # noqa: F401  (registers "forge" and "folder+forge")
+
+
 def photo_source_kinds() -> list[str]:
     """The registered kinds, sorted."""
+    _register_builtin_kinds()
     return sorted(_REGISTRY)
 
 
@@ -524,6 +530,7 @@ def build_photo_source(
     go to the source (e.g. ``timeout_s``, ``retries`` for ``cdli``; ``extensions`` for
     ``folder``); unknown ones raise ``ConfigError``.
     """
+    _register_builtin_kinds()
     factory = _REGISTRY.get(kind)
     if factory is None:
         raise ConfigError(

@@ -43,6 +43,32 @@ def load_module(
     return module.eval()
 
 
+def load_weights(module: DetectorModule, ckpt_path: str | Path) -> DetectorModule:
+    """Initialise ``module`` from another run's weights (fine-tuning; optimizer state not kept).
+
+    The networks must match (same backbone, head and number of classes).
+    """
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise DataNotFoundError(
+            f"init_from={path} does not exist; give the best.ckpt or last.ckpt of a "
+            "cuneidet-train run (e.g. a forge-pretraining run)"
+        )
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    state = checkpoint.get("state_dict", checkpoint)
+    detector_state = {
+        k.removeprefix("detector."): v for k, v in state.items() if k.startswith("detector.")
+    }
+    try:
+        module.detector.load_state_dict(detector_state, strict=True)
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"init_from={path}: its network does not match model=… of this run ({exc}); "
+            "use the same model/backbone, model/head and num_classes"
+        ) from exc
+    return module
+
+
 _OPTIONAL_INFERENCE = ("pre_nms_topk", "max_detections", "class_agnostic_nms")
 
 

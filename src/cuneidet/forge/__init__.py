@@ -1,0 +1,65 @@
+"""The forge: synthetic tablet photographs rendered from the real CSDD metadata.
+
+Importing this package registers the photo-source kinds ``forge`` (every tablet forged) and
+``folder+forge`` (the real photograph where the folder has one, the forge elsewhere).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from cuneidet.data.sources import (
+    DEFAULT_EXTENSIONS,
+    ChainSource,
+    FolderSource,
+    PhotoSource,
+    register_photo_source,
+)
+from cuneidet.forge.store import Forge, ForgeSource
+
+
+def _forge_factory(
+    data_dir: Path,
+    folder: str | None = None,
+    cache_dir: str | None = None,
+    url_template: str | None = None,
+    forge_dir: str | None = None,
+    seed: int = 0,
+    layout: str = "auto",
+    params: Mapping[str, Any] | None = None,
+    font: str | None = None,
+) -> PhotoSource:
+    return ForgeSource(
+        Forge(data_dir, forge_dir=forge_dir, params=params, seed=seed, layout=layout, font=font)
+    )
+
+
+def _folder_forge_factory(
+    data_dir: Path,
+    folder: str | None = None,
+    cache_dir: str | None = None,
+    url_template: str | None = None,
+    extensions: Sequence[str] = DEFAULT_EXTENSIONS,
+    forge_dir: str | None = None,
+    seed: int = 0,
+    layout: str = "auto",
+    params: Mapping[str, Any] | None = None,
+    font: str | None = None,
+) -> PhotoSource:
+    folder_path = Path(folder).expanduser() if folder else data_dir / "csdd" / "images"
+    if not folder_path.is_absolute():
+        folder_path = data_dir / folder_path
+    forge = _forge_factory(
+        data_dir, forge_dir=forge_dir, seed=seed, layout=layout, params=params, font=font
+    )
+    if not folder_path.is_dir():
+        return forge
+    return ChainSource([FolderSource(folder_path, extensions=extensions), forge], fall_through=True)
+
+
+register_photo_source("forge", _forge_factory, overwrite=True)
+register_photo_source("folder+forge", _folder_forge_factory, overwrite=True)
+
+__all__ = ["Forge", "ForgeSource"]
