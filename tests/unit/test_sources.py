@@ -480,14 +480,14 @@ def test_register_photo_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     from cuneidet.data import sources
 
     monkeypatch.setattr(sources, "_REGISTRY", dict(sources._REGISTRY))
-    fake = FakeSource("forge", {"P1": 7})
+    fake = FakeSource("museum", {"P1": 7})
 
     def factory(data_dir: Path, **_: object) -> PhotoSource:
         return fake
 
-    register_photo_source("forge", factory)
-    assert "forge" in photo_source_kinds()
-    assert build_photo_source("forge", tmp_path) is fake
+    register_photo_source("museum", factory)
+    assert "museum" in photo_source_kinds()
+    assert build_photo_source("museum", tmp_path) is fake
     with pytest.raises(ConfigError, match="already registered"):
-        register_photo_source("forge", factory)
-    register_photo_source("forge", factory, overwrite=True)
+        register_photo_source("museum", factory)
+    register_photo_source("museum", factory, overwrite=True)

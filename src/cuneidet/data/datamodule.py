@@ -197,7 +197,9 @@ class CSDDDataModule(pl.LightningDataModule):
         forge = Forge(self.csdd.data_dir, **options)
         held_out = overlap_check | {s.tablet for s in self.val_segments}
         segments = truth_segments(
-            forge, list(hp.forge_train_collections), exclude_tablets=held_out,
+            forge,
+            list(hp.forge_train_collections),
+            exclude_tablets=held_out,
             progress=hp.progress,
         )
         self.train_segments += segments

@@ -505,6 +505,11 @@ def register_photo_source(name: str, factory: PhotoSourceFactory, overwrite: boo
     _REGISTRY[name] = factory
 
 
+def is_registered(name: str) -> bool:
+    """Whether a kind is registered (without loading the built-in plugins)."""
+    return name in _REGISTRY
+
+
 def _register_builtin_kinds() -> None:
     """Import the packages that register more kinds (the forge), on first use."""
     import cuneidet.forge  # noqa: F401  (registers "forge" and "folder+forge")
@@ -629,6 +634,7 @@ __all__ = [
     "PhotoSource",
     "build_photo_source",
     "decode_image",
+    "is_registered",
     "photo_source_kinds",
     "register_photo_source",
     "validate_tablet_id",

@@ -15,6 +15,7 @@ from cuneidet.data.sources import (
     ChainSource,
     FolderSource,
     PhotoSource,
+    is_registered,
     register_photo_source,
 )
 from cuneidet.forge.store import Forge, ForgeSource
@@ -59,7 +60,9 @@ def _folder_forge_factory(
     return ChainSource([FolderSource(folder_path, extensions=extensions), forge], fall_through=True)
 
 
-register_photo_source("forge", _forge_factory, overwrite=True)
-register_photo_source("folder+forge", _folder_forge_factory, overwrite=True)
+# A kind registered earlier (e.g. a user's own "forge") is kept.
+for _name, _factory in (("forge", _forge_factory), ("folder+forge", _folder_forge_factory)):
+    if not is_registered(_name):
+        register_photo_source(_name, _factory)
 
 __all__ = ["Forge", "ForgeSource"]

@@ -34,9 +34,7 @@ class ForgePlanner:
         segments = csdd.segments(assigned_only=False)
         box_sets = list(csdd.box_sets if box_sets is None else box_sets)
         boxes = union_boxes(csdd, box_sets) if box_sets else pd.DataFrame()
-        translit = (
-            csdd.transliterations() if csdd.transliterated_collections else pd.DataFrame()
-        )
+        translit = csdd.transliterations() if csdd.transliterated_collections else pd.DataFrame()
         self._boxes = _group(boxes)
         self._signs = _group(translit)
         self._polylines = _group(self._all_lines(csdd))
@@ -98,7 +96,7 @@ class ForgePlanner:
         views = [self._view(row) for row in rows.itertuples(index=False)]
         width = int(rows["x1"].max())
         height = int(rows["y1"].max())
-        pad = int(round(self.margin * max(width, height))) + 16
+        pad = round(self.margin * max(width, height)) + 16
         return TabletSpec(tablet, width + pad, height + pad, views)
 
     def _view(self, row: object) -> ViewSpec:

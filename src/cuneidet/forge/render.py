@@ -190,7 +190,7 @@ def sign_impression(
     matrix = _glyph_transform(glyph.shape, box_size, params, rng)
     warped = cv2.warpAffine(glyph.astype(np.float32), matrix, (bw, bh), flags=cv2.INTER_LINEAR)
     ink = (warped > rng.uniform(*params.ink_threshold)).astype(np.uint8)
-    grow = int(round(rng.uniform(*params.stroke_dilation) * unit))
+    grow = round(rng.uniform(*params.stroke_dilation) * unit)
     if grow > 0:
         ink = cv2.dilate(ink, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8))
     if status != 1:
@@ -362,8 +362,9 @@ def _background(
     small = 1.0 + 0.06 * rng.standard_normal((int(height / cell) + 2, int(width / cell) + 2))
     tint = rng.uniform(0.97, 1.03, size=3)
     colour = np.clip(small[..., None] * tint * style.background_level, 0, 255)
-    return cv2.resize(colour.astype(np.float32), (width, height),
-                      interpolation=cv2.INTER_LINEAR).astype(np.uint8)
+    return cv2.resize(
+        colour.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR
+    ).astype(np.uint8)
 
 
 def _view_unit(view: ViewSpec, signs: list[ForgedSign]) -> float:

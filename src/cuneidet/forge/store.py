@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from cuneidet.data.csdd import CSDD
+from cuneidet.data.csdd import BOX_COLUMNS, CSDD
 from cuneidet.data.location import repo_root
 from cuneidet.data.sources import PhotoSource, decode_image
 from cuneidet.errors import ConfigError, DataNotFoundError
@@ -42,20 +42,7 @@ from cuneidet.utils.io import atomic_open, write_json
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = "v2"  # bump whenever rendering changes, so old renders are not reused
-TRUTH_COLUMNS = [
-    "segm_idx",
-    "tablet_CDLI",
-    "view_desc",
-    "collection",
-    "mzl_label",
-    "train_label",
-    "bbox",
-    "relative_bbox",
-    "line_idx",
-    "pos_idx",
-    "status",
-    "layout",
-]
+TRUTH_COLUMNS = [*BOX_COLUMNS, "line_idx", "pos_idx", "status", "layout"]
 ENV_FORGE_DIR = "CUNEIDET_FORGE_DIR"
 
 
@@ -205,8 +192,9 @@ class Forge:
             try:
                 self._priors = self.csdd.sign_width_priors
             except DataNotFoundError as exc:
-                log.warning("forge: no sign width priors (%s); every sign gets the default "
-                            "width", exc)
+                log.warning(
+                    "forge: no sign width priors (%s); every sign gets the default width", exc
+                )
                 self._priors = {}
         return self._priors
 

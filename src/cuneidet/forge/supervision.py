@@ -30,8 +30,9 @@ def truth_segments(
     Tablets are rendered first where needed; ``exclude_tablets`` (e.g. the test tablets) are
     left out. Views without a visible sign are skipped.
     """
-    tablets = [t for t in forge.planner.tablets_of(collections=collections)
-               if t not in exclude_tablets]
+    tablets = [
+        t for t in forge.planner.tablets_of(collections=collections) if t not in exclude_tablets
+    ]
     report = render_many(forge, tablets, workers=workers, progress=progress)
     rendered = sorted(set(report.rendered) | set(report.cached))
     truth = forge.truth(rendered)
@@ -45,16 +46,25 @@ def truth_segments(
     for (collection, segm_idx), group in truth.groupby(["collection", "segm_idx"], sort=True):
         if (collection, segm_idx) not in index.index:
             continue
-        row = {**index.loc[(collection, segm_idx)].to_dict(), "collection": collection,
-               "segm_idx": segm_idx}
-        boxes = parse_bbox_column(group["relative_bbox"], forge.truth_path(str(row["tablet_CDLI"])),
-                                  "relative_bbox")
-        result.append(
-            segment_from_row(row, boxes=boxes.astype(np.float32),
-                             labels=group["train_label"].to_numpy(np.int64))
+        row = {
+            **index.loc[(collection, segm_idx)].to_dict(),
+            "collection": collection,
+            "segm_idx": segm_idx,
+        }
+        boxes = parse_bbox_column(
+            group["relative_bbox"], forge.truth_path(str(row["tablet_CDLI"])), "relative_bbox"
         )
-    log.info("supervised-on-forge: %d views, %d signs from %s", len(result),
-             sum(len(s.labels) for s in result), list(collections))
+        result.append(
+            segment_from_row(
+                row, boxes=boxes.astype(np.float32), labels=group["train_label"].to_numpy(np.int64)
+            )
+        )
+    log.info(
+        "supervised-on-forge: %d views, %d signs from %s",
+        len(result),
+        sum(len(s.labels) for s in result),
+        list(collections),
+    )
     return result
 
 
