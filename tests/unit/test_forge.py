@@ -353,3 +353,20 @@ def test_supervised_on_forge_is_opt_in_and_uses_visible_truth(data, tmp_path):
     visible = truth[(truth.status > 0)]
     assert sum(len(s.labels) for s in forged) == len(visible)
     assert all(s.tablet == "W001" for s in forged)
+
+
+def test_a_face_listed_twice_is_drawn_once():
+    from cuneidet.forge.plan import _one_per_face
+
+    rows = pd.DataFrame(
+        {
+            "collection": ["train", "saa05", "saa05"],
+            "x0": [280, 282, 280],
+            "y0": [250, 248, 700],
+            "x1": [1096, 1090, 1096],
+            "y1": [652, 650, 1100],
+        }
+    )
+    kept = _one_per_face(rows)
+    assert kept["collection"].tolist() == ["train", "saa05"]
+    assert kept["y0"].tolist() == [250, 700]

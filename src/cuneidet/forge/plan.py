@@ -1,8 +1,9 @@
 """Collect what the forge needs per tablet from the CSDD tables (built once, then looked up).
 
 A tablet's composite photo holds all its segments (views). The same physical view can appear in
-several collection tables (e.g. ``saa05`` and ``train``) with the same bbox; it is drawn once,
-preferring the row that has sign boxes, then one with a transliteration, then an assigned one.
+several collection tables (e.g. ``saa05`` and ``train``) with the same or an overlapping bbox
+(IoU > 0.5); it is drawn once, preferring the row that has sign boxes, then one with a
+transliteration, then an assigned one.
 The canvas spans every segment plus a margin, in the pixel frame of the segments' bboxes.
 """
 
@@ -50,8 +51,10 @@ class ForgePlanner:
         )
         segments = segments.sort_values(
             ["_boxes", "_signs", "assigned"], ascending=False, kind="stable"
-        ).drop_duplicates(["tablet_CDLI", "x0", "y0", "x1", "y1"])
-        self._segments = {t: g for t, g in segments.groupby("tablet_CDLI", sort=True)}
+        )
+        self._segments = {
+            t: _one_per_face(g) for t, g in segments.groupby("tablet_CDLI", sort=True)
+        }
 
     @staticmethod
     def _all_lines(csdd: CSDD) -> pd.DataFrame:
@@ -122,6 +125,29 @@ class ForgePlanner:
                 g[["x", "y"]].to_numpy(float) + offset for _, g in lines.groupby("line_idx")
             ]
         return view
+
+
+def _one_per_face(rows: pd.DataFrame, max_iou: float = 0.5) -> pd.DataFrame:
+    """Drop segments that overlap an earlier (preferred) one by more than ``max_iou``.
+
+    Some faces are listed in two collections with slightly different bboxes (e.g. ``train/38``
+    and ``saa05/2039`` of P336655); drawing both would paint one layout over the other.
+    """
+    boxes = rows[["x0", "y0", "x1", "y1"]].to_numpy(float)
+    kept: list[int] = []
+    for i, box in enumerate(boxes):
+        if all(_iou(box, boxes[j]) <= max_iou for j in kept):
+            kept.append(i)
+    return rows.iloc[kept]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = width * height
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def _group(frame: pd.DataFrame) -> dict[tuple[str, int], pd.DataFrame]:

@@ -41,7 +41,7 @@ from cuneidet.utils.io import atomic_open, write_json
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = "v2"  # bump whenever rendering changes, so old renders are not reused
+FORMAT_VERSION = "v3"  # bump whenever rendering changes, so old renders are not reused
 TRUTH_COLUMNS = [*BOX_COLUMNS, "line_idx", "pos_idx", "status", "layout"]
 ENV_FORGE_DIR = "CUNEIDET_FORGE_DIR"
 
