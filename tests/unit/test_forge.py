@@ -323,29 +323,25 @@ def test_supervised_on_forge_is_opt_in_and_uses_visible_truth(data, tmp_path):
     from cuneidet.data.datamodule import CSDDDataModule
 
     options = {"forge_dir": str(tmp_path / "forge"), "seed": 2}
-    plain = CSDDDataModule(
-        str(data),
-        image_source="folder+forge",
-        image_source_options=options,
-        test_sets=[],
-        val_fraction=0.0,
-        num_workers=0,
-        progress=False,
-    )
+
+    def datamodule(**extra):
+        return CSDDDataModule(
+            str(data),
+            image_source="folder+forge",
+            image_source_options=options,
+            test_sets=[],
+            val_fraction=0.0,
+            num_workers=0,
+            progress=False,
+            **extra,
+        )
+
+    plain = datamodule()
     plain.setup("fit")
     assert {s.collection for s in plain.train_segments} == {"train"}
     assert not list((tmp_path / "forge").glob("*/truth/W001.csv")), "no forge render unasked"
 
-    module = CSDDDataModule(
-        str(data),
-        image_source="folder+forge",
-        image_source_options=options,
-        test_sets=[],
-        val_fraction=0.0,
-        num_workers=0,
-        progress=False,
-        forge_train_collections=["saa01"],
-    )
+    module = datamodule(forge_train_collections=["saa01"])
     module.setup("fit")
     forged = [s for s in module.train_segments if s.collection == "saa01"]
     assert forged and len(module.train_samples) == len(module.train_segments)

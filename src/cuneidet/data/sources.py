@@ -556,7 +556,8 @@ def build_photo_source(
     return factory(**arguments)
 
 
-def _under(data_dir: Path, value: str | None, default: str) -> Path:
+def under_data_dir(data_dir: Path, value: str | None, default: str) -> Path:
+    """``value`` (or ``default``) as a path; relative ones are taken relative to ``data_dir``."""
     path = Path(value if value else default).expanduser()
     return path if path.is_absolute() else data_dir / path
 
@@ -568,7 +569,7 @@ def _folder_factory(
     url_template: str | None = None,
     extensions: Sequence[str] = DEFAULT_EXTENSIONS,
 ) -> PhotoSource:
-    return FolderSource(_under(data_dir, folder, "csdd/images"), extensions=extensions)
+    return FolderSource(under_data_dir(data_dir, folder, "csdd/images"), extensions=extensions)
 
 
 def _cdli_factory(
@@ -582,7 +583,7 @@ def _cdli_factory(
     user_agent: str = "cuneidet/0.1",
 ) -> PhotoSource:
     return CdliDownloader(
-        _under(data_dir, cache_dir, "csdd/images_cdli"),
+        under_data_dir(data_dir, cache_dir, "csdd/images_cdli"),
         url_template=url_template or DEFAULT_CDLI_URL,
         timeout_s=timeout_s,
         retries=retries,
@@ -611,7 +612,7 @@ def _folder_cdli_factory(
         backoff_s=backoff_s,
         user_agent=user_agent,
     )
-    folder_path = _under(data_dir, folder, "csdd/images")
+    folder_path = under_data_dir(data_dir, folder, "csdd/images")
     if folder is None and not folder_path.is_dir():
         log.info("No local photo folder at %s; using the CDLI downloader only", folder_path)
         return downloader
@@ -637,5 +638,6 @@ __all__ = [
     "is_registered",
     "photo_source_kinds",
     "register_photo_source",
+    "under_data_dir",
     "validate_tablet_id",
 ]

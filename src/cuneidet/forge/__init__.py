@@ -17,6 +17,7 @@ from cuneidet.data.sources import (
     PhotoSource,
     is_registered,
     register_photo_source,
+    under_data_dir,
 )
 from cuneidet.forge.store import Forge, ForgeSource
 
@@ -49,9 +50,7 @@ def _folder_forge_factory(
     params: Mapping[str, Any] | None = None,
     font: str | None = None,
 ) -> PhotoSource:
-    folder_path = Path(folder).expanduser() if folder else data_dir / "csdd" / "images"
-    if not folder_path.is_absolute():
-        folder_path = data_dir / folder_path
+    folder_path = under_data_dir(data_dir, folder, "csdd/images")
     forge = _forge_factory(
         data_dir, forge_dir=forge_dir, seed=seed, layout=layout, params=params, font=font
     )
