@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cuneidet.data.csdd import BOX_COLUMNS, SEGMENT_COLUMNS
+from cuneidet.data.csdd import BOX_COLUMNS, SEGMENT_COLUMNS, TRANSLITERATION_COLUMNS
 from tests.fixtures_csdd import MZL_HEADER
 from tests.fixtures_csdd import _write_csv as _write
 
@@ -37,9 +37,17 @@ def draw_sign(draw: ImageDraw.ImageDraw, label: int, box: tuple[int, int, int, i
 
 
 def make_synthetic_csdd(
-    root: Path, train_tablets: int = 4, test_tablets: int = 2, size: tuple[int, int] = (760, 640)
+    root: Path,
+    train_tablets: int = 4,
+    test_tablets: int = 2,
+    size: tuple[int, int] = (760, 640),
+    with_lines: bool = False,
 ) -> Path:
-    """Write ``<root>/csdd`` (segments, boxes, meta, images); returns ``root`` (the data dir)."""
+    """Write ``<root>/csdd`` (segments, boxes, meta, images); returns ``root`` (the data dir).
+
+    ``with_lines`` also writes line annotations (one polyline per row of signs, its points
+    slightly jittered) and transliterations (each row a line, read left to right).
+    """
     csdd = root / "csdd"
     rng = np.random.default_rng(0)
     width, height = size
@@ -47,7 +55,7 @@ def make_synthetic_csdd(
         ("train", "train_full", train_tablets),
         ("test", "test_full", test_tablets),
     ):
-        segments, boxes = [], []
+        segments, boxes, lines, signs = [], [], [], []
         for index in range(count):
             tablet = f"{collection.upper()}{index:03d}"
             segments.append(
@@ -55,11 +63,18 @@ def make_synthetic_csdd(
             )
             image = Image.new("L", size, 200)
             draw = ImageDraw.Draw(image)
-            for y in range(40, height - 140, 150):
-                for x in range(40, width - 140, 150):
+            for line_idx, y in enumerate(range(40, height - 140, 150)):
+                xs = list(range(40, width - 140, 150))
+                for x_end in (xs[0], xs[-1] + 120):
+                    jitter = int(rng.integers(-4, 5))
+                    lines.append([line_idx, x_end, y + 62 + jitter, index, tablet])
+                for pos_idx, x in enumerate(xs):
                     label = int(rng.choice(CLASSES))
                     box = (x, y, x + 120, y + 124)
                     draw_sign(draw, label, box)
+                    signs.append(
+                        [index, tablet, "Obv", len(signs), line_idx, pos_idx, label, label * 10, 1]
+                    )
                     boxes.append(
                         [
                             index,
@@ -78,6 +93,17 @@ def make_synthetic_csdd(
             csdd / "segments" / f"tablet_segments_{collection}.csv", list(SEGMENT_COLUMNS), segments
         )
         _write(csdd / "annotations" / f"bbox_annotations_{set_name}.csv", list(BOX_COLUMNS), boxes)
+        if with_lines:
+            _write(
+                csdd / "annotations" / f"line_annotations_{collection}.csv",
+                ["line_idx", "x", "y", "segm_idx", "tablet_CDLI"],
+                lines,
+            )
+            _write(
+                csdd / "transliterations" / f"transliterations_{collection}.csv",
+                list(TRANSLITERATION_COLUMNS),
+                signs,
+            )
     meta = csdd / "meta"
     meta.mkdir(parents=True, exist_ok=True)
     new_labels = [0] * 1000

@@ -24,9 +24,9 @@ def _compose(name: str, overrides: list[str]):
         return compose(config_name=name, overrides=overrides, return_hydra_config=True)
 
 
-@pytest.mark.parametrize("name", ["train", "eval", "predict", "forge"])
+@pytest.mark.parametrize("name", ["train", "eval", "predict", "forge", "lines"])
 def test_primary_configs_compose(name):
-    overrides = ["ckpt_path=x.ckpt"] if name in ("eval", "predict") else []
+    overrides = ["ckpt_path=x.ckpt"] if name in ("eval", "predict", "lines") else []
     if name == "predict":
         overrides.append("inputs=[a.jpg]")
     cfg = _compose(name, overrides)
@@ -115,3 +115,15 @@ def test_last_checkpoint_is_written_every_epoch_not_only_with_a_new_best():
     assert best.filename == "best" and not best.save_last
     assert last.filename == "last" and last.monitor is None and last._every_n_epochs == 1
     assert last._save_on_train_epoch_end
+
+
+@pytest.mark.parametrize("arch", _entries("model/line_arch"))
+def test_line_net_entries_compose_and_instantiate(arch):
+    from cuneidet.lines.module import LineModule
+
+    cfg = _compose("train", ["model=line_net", f"model/line_arch={arch}"])
+    assert cfg.data._target_.endswith("LineDataModule")
+    assert cfg.callbacks.model_checkpoint.monitor == "val/line_F1"
+    module = instantiate(cfg.model)
+    assert isinstance(module, LineModule)
+    assert module.grid.stride in (8.0, 32.0)

@@ -19,8 +19,7 @@ from cuneidet.cli.common import (
     task_wrapper,
 )
 from cuneidet.config import config_dir
-from cuneidet.errors import DataNotFoundError
-from cuneidet.eval.evaluate import write_test_report
+from cuneidet.errors import ConfigError, DataNotFoundError
 from cuneidet.models.checkpoint import load_weights
 from cuneidet.models.module import count_parameters
 from cuneidet.utils.instantiate import instantiate, instantiate_list
@@ -53,6 +52,19 @@ def resolve_resume_checkpoint(cfg: DictConfig) -> str | None:
     return str(found[-1])
 
 
+def check_model_and_data(cfg: DictConfig, module: Any) -> None:
+    """A line network trains on text lines, a sign detector on sign boxes."""
+    from cuneidet.lines.module import LineModule
+
+    line_data = str(cfg.data.get("_target_", "")).endswith("LineDataModule")
+    if isinstance(module, LineModule) != line_data:
+        raise ConfigError(
+            f"model {type(module).__name__} cannot train on data {cfg.data.get('_target_')}: "
+            "a line network needs data=csdd_lines (model=line_net selects it), a sign detector "
+            "a box dataset such as data=csdd"
+        )
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train (and test) as configured; returns the final metrics."""
     output_dir = Path(cfg.paths.output_dir)
@@ -62,13 +74,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     module = instantiate(cfg.model)
     if cfg.get("init_from"):
         load_weights(module, cfg.init_from)
-        log.info("initialised the detector from %s", cfg.init_from)
-    datamodule = instantiate(cfg.data, num_classes=module.detector.num_classes)
+        log.info("initialised the network from %s", cfg.init_from)
+    check_model_and_data(cfg, module)
+    datamodule = instantiate(cfg.data, **module.datamodule_arguments())
     module.model_config = OmegaConf.to_container(cfg.model, resolve=True)
     callbacks = instantiate_list(cfg.get("callbacks"))
     loggers = instantiate_list(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
-    num_params = count_parameters(module.detector)
+    num_params = count_parameters(module)
     for logger in loggers:
         logger.log_hyperparams(
             {
@@ -76,7 +89,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 "model/params_total": num_params,
             }
         )
-    log.info("detector parameters: %.2f M", num_params / 1e6)
+    log.info("%s parameters: %.2f M", type(module).__name__, num_params / 1e6)
 
     started = time.monotonic()
     if cfg.get("train"):
@@ -85,18 +98,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     summary: dict[str, Any] = {
+        "model": type(module).__name__,
         "command": command_line(),
         "git_commit": git_commit(),
-        "train_sets": list(cfg.data.train_sets),
+        **module.data_summary(cfg.data),
         "image_source": cfg.data.image_source,
         "init_from": cfg.get("init_from"),
-        "test_sets": list(cfg.data.test_sets),
         "epochs": _epochs_trained(trainer),
         "global_steps": int(trainer.global_step),
         "train_time_s": round(train_time, 1),
         "hardware": hardware_description(),
         "parameters": num_params,
-        "val_map": metrics.get("val/mAP"),
+        "optimized_metric": cfg.get("optimized_metric"),
+        "val_best": _best_score(trainer),
     }
     if cfg.get("test"):
         best = _best_checkpoint(trainer)
@@ -106,20 +120,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             return metrics
         tester = trainer if trainer.world_size == 1 else _single_device_tester(cfg, loggers)
         tester.test(module, datamodule=datamodule, ckpt_path=best)
-        report = write_test_report(
-            module,
-            datamodule,
-            output_dir / "test",
-            num_images=cfg.report.num_images,
-            draw_score_thresh=cfg.report.draw_score_thresh,
-        )
-        log_report_to_wandb(loggers, output_dir / "test")
         summary.update(
-            test_map=report["map"],
-            test_global_ap=report["global_ap"],
-            test_map_align=report["map_align"],
+            module.write_test_report(datamodule, output_dir / "test", **cfg.report),
             best_checkpoint=best,
         )
+        log_report_to_wandb(loggers, output_dir / "test")
         metrics.update({k: float(v) for k, v in tester.callback_metrics.items()})
     write_json(output_dir / "summary.json", summary)
     log.info("summary: %s", {k: summary[k] for k in summary if "map" in k or "ap" in k})
@@ -155,6 +160,15 @@ def _epochs_trained(trainer: pl.Trainer) -> float:
         return float(trainer.current_epoch)
     steps_per_epoch = per_epoch / max(1, trainer.accumulate_grad_batches)
     return round(trainer.global_step / steps_per_epoch, 2)
+
+
+def _best_score(trainer: pl.Trainer) -> float | None:
+    """The best monitored validation score (e.g. val/mAP), None before any validation."""
+    for callback in trainer.checkpoint_callbacks:
+        score = getattr(callback, "best_model_score", None)
+        if getattr(callback, "monitor", None) and score is not None:
+            return float(score)
+    return None
 
 
 def _best_checkpoint(trainer: pl.Trainer) -> str | None:

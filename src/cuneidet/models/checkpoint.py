@@ -1,4 +1,4 @@
-"""Rebuild a :class:`DetectorModule` from a cuneidet checkpoint (model config + weights)."""
+"""Rebuild a LightningModule from a cuneidet checkpoint (model config + weights)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,8 @@ from cuneidet.models.module import DetectorModule
 from cuneidet.utils.instantiate import instantiate
 
 
-def load_module(
-    ckpt_path: str | Path, map_location: str = "cpu", inference: Any = None
-) -> DetectorModule:
-    """Load a checkpoint written by ``cuneidet-train``; its model config rebuilds the network.
-
-    ``inference`` (a dict or DictConfig from the command line) overrides the checkpoint's
-    inference settings as :func:`inference_overrides` describes.
-    """
+def rebuild_module(ckpt_path: str | Path, map_location: str = "cpu") -> Any:
+    """The LightningModule of a ``cuneidet-train`` checkpoint, rebuilt from its model config."""
     path = Path(ckpt_path)
     if not path.is_file():
         raise DataNotFoundError(
@@ -37,10 +31,27 @@ def load_module(
     module = instantiate(OmegaConf.create(model_config))
     module.model_config = model_config
     module.load_state_dict(checkpoint["state_dict"], strict=True)
+    return module.eval()
+
+
+def load_module(
+    ckpt_path: str | Path, map_location: str = "cpu", inference: Any = None
+) -> DetectorModule:
+    """Load a sign-detector checkpoint written by ``cuneidet-train``.
+
+    ``inference`` (a dict or DictConfig from the command line) overrides the checkpoint's
+    inference settings as :func:`inference_overrides` describes.
+    """
+    module = rebuild_module(ckpt_path, map_location)
+    if not isinstance(module, DetectorModule):
+        raise ConfigError(
+            f"{ckpt_path} holds a {type(module).__name__}, not a sign detector; "
+            "line-network checkpoints are used by cuneidet-lines"
+        )
     if isinstance(inference, DictConfig):
         inference = OmegaConf.to_container(inference, resolve=True)
     module.inference.update(inference_overrides(inference))
-    return module.eval()
+    return module
 
 
 def load_weights(module: DetectorModule, ckpt_path: str | Path) -> DetectorModule:

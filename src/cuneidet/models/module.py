@@ -130,18 +130,48 @@ class DetectorModule(pl.LightningModule):
 
     # -- optimisation ---------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(params=self.parameters())
-        if self.scheduler_factory is None:
-            return optimizer
-        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return optimizers(self, self.optimizer_factory, self.scheduler_factory)
+
+    # -- the training app's hooks ---------------------------------------------------------------
+    def datamodule_arguments(self) -> dict[str, Any]:
+        """What the data config needs from the model: the detector's number of classes."""
+        return {"num_classes": self.detector.num_classes}
+
+    def data_summary(self, data: Any) -> dict[str, Any]:
+        return {"train_sets": list(data.train_sets), "test_sets": list(data.test_sets)}
+
+    def write_test_report(
+        self, datamodule: Any, out_dir: Any, num_images: int = 4, draw_score_thresh: float = 0.3
+    ) -> dict[str, Any]:
+        """metrics.json, per-class AP, PR curve and drawn test segments; returns the headline."""
+        from cuneidet.eval.evaluate import write_test_report
+
+        report = write_test_report(
+            self, datamodule, out_dir, num_images=num_images, draw_score_thresh=draw_score_thresh
+        )
         return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+            "test_map": report["map"],
+            "test_global_ap": report["global_ap"],
+            "test_map_align": report["map_align"],
         }
 
     # -- checkpoints ----------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["cuneidet"] = {"model_config": self.model_config}
+
+
+def optimizers(
+    module: nn.Module,
+    optimizer_factory: Callable[..., torch.optim.Optimizer],
+    scheduler_factory: Callable[..., Any] | None,
+) -> Any:
+    """``configure_optimizers`` of the cuneidet modules: the configured optimizer over all
+    parameters and, if configured, an epoch-wise learning-rate scheduler."""
+    optimizer = optimizer_factory(params=module.parameters())
+    if scheduler_factory is None:
+        return optimizer
+    scheduler = scheduler_factory(optimizer=optimizer)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
 
 def _plain(value: Any) -> dict[str, Any]:

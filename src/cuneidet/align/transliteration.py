@@ -1,0 +1,195 @@
+"""Visible transliteration lines of one tablet view, with prior sign widths (Dencker et al. 2020).
+
+A transliteration row is one sign: ``status`` 0 = broken/lost, 1 = intact, 2 = damaged. Only the
+*visible* signs (``status > 0``) can be found on the photograph, so lines are built from those and
+lines left without any visible sign are dropped. Each sign gets a prior width in the scaled segment
+frame (signs are :data:`SIGN_HEIGHT` px high) from ``CSDD.sign_width_priors``; a label without a
+prior (0, ≥ 240, or simply absent from the table) is as wide as it is high.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from cuneidet.errors import DataFormatError
+
+if TYPE_CHECKING:
+    from cuneidet.data.csdd import CSDD
+
+SIGN_HEIGHT = 128
+"""Sign height in px in the scaled segment frame; the width priors are relative to it."""
+
+DEFAULT_WIDTH_RATIO = 1.0
+"""Width ratio of a label without a prior."""
+
+DEFAULT_LEN_RANGE = (4, 12)
+"""(min, max) signs per line reported for a view without visible lines (reference defaults)."""
+
+VIEW_COLUMNS = ("tablet_CDLI", "segm_idx")
+REQUIRED_COLUMNS = (*VIEW_COLUMNS, "line_idx", "pos_idx", "train_label", "mzl_label", "status")
+
+
+def _frozen_array(values: np.ndarray, dtype: type) -> np.ndarray:
+    array = np.array(values, dtype=dtype).reshape(-1)
+    array.flags.writeable = False
+    return array
+
+
+@dataclass(frozen=True, eq=False)
+class TransliterationLine:
+    """The visible signs of one transliteration line, in reading order (``pos_idx``).
+
+    Arrays are copied and made read-only; equality is identity (arrays have no single truth
+    value).
+    """
+
+    line_idx: int
+    labels: np.ndarray
+    mzl: np.ndarray
+    pos_idx: np.ndarray
+    widths: np.ndarray
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "line_idx", int(self.line_idx))
+        for name, dtype in (("labels", np.int64), ("mzl", np.int64), ("pos_idx", np.int64)):
+            object.__setattr__(self, name, _frozen_array(getattr(self, name), dtype))
+        object.__setattr__(self, "widths", _frozen_array(self.widths, np.float64))
+        sizes = {n: len(getattr(self, n)) for n in ("labels", "mzl", "pos_idx", "widths")}
+        if len(set(sizes.values())) > 1:
+            raise DataFormatError(
+                f"transliteration line {self.line_idx}: arrays differ in length {sizes}"
+            )
+
+    @property
+    def centres(self) -> np.ndarray:
+        """x offset (px) of each sign centre from the line start: ``round(cumsum(w) - w / 2)``."""
+        return np.round(np.cumsum(self.widths) - self.widths / 2)
+
+    @property
+    def length(self) -> float:
+        """Prior line length in px: ``round(sum(widths))``."""
+        return float(np.round(self.widths.sum()))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class ViewTransliteration:
+    """Visible transliteration lines of one view (lines with ≥ 1 visible sign), by ``line_idx``."""
+
+    lines: list[TransliterationLine]
+
+    @property
+    def num_lines(self) -> int:
+        """Number of visible lines."""
+        return len(self.lines)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Number of visible signs of each line (int)."""
+        return np.array([len(line) for line in self.lines], dtype=np.int64)
+
+    @property
+    def len_min(self) -> int:
+        """Fewest visible signs on a line; ``DEFAULT_LEN_RANGE[0]`` without lines."""
+        return int(self.lengths.min()) if self.lines else DEFAULT_LEN_RANGE[0]
+
+    @property
+    def len_max(self) -> int:
+        """Most visible signs on a line; ``DEFAULT_LEN_RANGE[1]`` without lines."""
+        return int(self.lengths.max()) if self.lines else DEFAULT_LEN_RANGE[1]
+
+    @property
+    def line_indices(self) -> list[int]:
+        """``line_idx`` of each visible line, in order."""
+        return [line.line_idx for line in self.lines]
+
+
+def prior_widths(labels: np.ndarray, width_priors: Mapping[int, tuple[float, float]]) -> np.ndarray:
+    """Prior sign widths in px, ``round(width_ratio * SIGN_HEIGHT)`` (ratio 1 without a prior)."""
+    ratios = [width_priors.get(int(k), (DEFAULT_WIDTH_RATIO,))[0] for k in labels]
+    return np.round(np.asarray(ratios, dtype=np.float64) * SIGN_HEIGHT)
+
+
+def _check_columns(rows: pd.DataFrame) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in rows.columns]
+    if missing:
+        raise DataFormatError(
+            f"transliteration rows lack column(s) {missing}; expected {list(REQUIRED_COLUMNS)} "
+            "(as returned by CSDD.transliterations)"
+        )
+
+
+def _check_single_view(rows: pd.DataFrame) -> None:
+    views = rows[list(VIEW_COLUMNS)].drop_duplicates()
+    if len(views) > 1:
+        pairs = sorted((str(t), int(s)) for t, s in views.itertuples(index=False))
+        raise DataFormatError(
+            f"transliteration rows mix {len(pairs)} views (tablet, segm_idx): {pairs}; "
+            "pass the rows of one view only"
+        )
+    if "collection" in rows.columns and rows["collection"].nunique() > 1:
+        names = sorted(map(str, rows["collection"].unique()))
+        raise DataFormatError(
+            f"transliteration rows of view {tuple(views.iloc[0])} mix collections {names}; "
+            "pass the rows of one collection only"
+        )
+
+
+def _make_line(
+    line_idx: int, signs: pd.DataFrame, width_priors: Mapping[int, tuple[float, float]]
+) -> TransliterationLine:
+    labels = signs["train_label"].to_numpy(dtype=np.int64)
+    return TransliterationLine(
+        line_idx=line_idx,
+        labels=labels,
+        mzl=signs["mzl_label"].to_numpy(dtype=np.int64),
+        pos_idx=signs["pos_idx"].to_numpy(dtype=np.int64),
+        widths=prior_widths(labels, width_priors),
+    )
+
+
+def prepare_transliteration(
+    rows: pd.DataFrame, width_priors: Mapping[int, tuple[float, float]]
+) -> ViewTransliteration:
+    """Visible lines of one view from its transliteration rows.
+
+    Drops signs with ``status == 0`` and lines left empty; sorts lines by ``line_idx`` and signs
+    by ``pos_idx``. A frame without rows gives no lines. Raises :class:`DataFormatError` if a
+    required column is missing or the rows mix several views.
+    """
+    if len(rows) == 0:
+        return ViewTransliteration(lines=[])
+    _check_columns(rows)
+    _check_single_view(rows)
+    visible = rows[rows["status"].to_numpy() > 0]
+    visible = visible.sort_values(["line_idx", "pos_idx"], kind="stable")
+    lines = [
+        _make_line(int(line_idx), signs, width_priors)
+        for line_idx, signs in visible.groupby("line_idx", sort=True)
+    ]
+    return ViewTransliteration(lines=lines)
+
+
+def view_transliteration(
+    csdd: CSDD, collection: str, segm_idx: int, tablet: str
+) -> ViewTransliteration:
+    """Visible lines of view ``(tablet, segm_idx)`` of ``collection``, with CSDD width priors.
+
+    A collection without a transliteration file gives an empty transliteration.
+    """
+    if collection not in csdd.transliterated_collections:
+        return ViewTransliteration(lines=[])
+    table = csdd.transliterations([collection])
+    keep = (
+        (table["collection"] == collection)
+        & (table["segm_idx"] == segm_idx)
+        & (table["tablet_CDLI"] == tablet)
+    )
+    return prepare_transliteration(table[keep], csdd.sign_width_priors)

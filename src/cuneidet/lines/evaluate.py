@@ -1,0 +1,161 @@
+"""Evaluate a line network on views with known lines: real annotated views or forged views."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from torch import nn
+from tqdm.auto import tqdm
+
+from cuneidet.align import ViewTransliteration, view_transliteration
+from cuneidet.data.csdd import AnnotatedSegment, parse_bbox_column, segment_from_row
+from cuneidet.data.datasets import load_segment_samples
+from cuneidet.lines.data import LineSample, normalize
+from cuneidet.lines.hypotheses import LineHypotheses
+from cuneidet.lines.metrics import LineScores, match_lines, reference_assignment
+from cuneidet.lines.predict import (
+    LinePostprocess,
+    hypotheses_from_probability,
+    hypothesis_polylines,
+    line_probability,
+)
+from cuneidet.lines.truth import LineTruth, truth_from_signs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ViewResult:
+    """One evaluated view: its hypotheses, assignment and the per-view figures."""
+
+    sample: LineSample
+    probability: np.ndarray
+    hypotheses: LineHypotheses
+    assigned: np.ndarray
+    row: dict[str, Any]
+
+
+def sample_reference(sample: LineSample) -> np.ndarray | None:
+    """The reference transliteration line of each truth line of a sample (see metrics)."""
+    text = sample.transliteration
+    if text is None or not text.num_lines:
+        return None
+    if sample.reference is not None:
+        return sample.reference
+    return reference_assignment(
+        sample.polylines,
+        sample.pitch,
+        sample.boxes,
+        sample.labels,
+        [(line.line_idx, line.labels.tolist()) for line in text.lines],
+    )
+
+
+def score_view(
+    scores: LineScores,
+    sample: LineSample,
+    hypotheses: LineHypotheses,
+    assigned: np.ndarray,
+    tolerance: float = 0.25,
+) -> dict[str, Any]:
+    """Add one view to ``scores``; returns its per-view row."""
+    match = match_lines(hypothesis_polylines(hypotheses), sample.polylines, sample.pitch, tolerance)
+    scores.add(match)
+    text = sample.transliteration
+    correct = total = 0
+    if text is not None and text.num_lines:
+        correct, total = scores.add_assignment(
+            match, assigned, sample_reference(sample), text.num_lines
+        )
+    return {
+        "key": sample.key,
+        "view": sample.name,
+        "truth_lines": match.num_truth,
+        "detected_lines": match.num_detected,
+        "tp": match.tp,
+        "fp": match.fp,
+        "fn": match.fn,
+        "tl_lines": text.num_lines if text is not None else 0,
+        "assigned_correct": correct,
+        "assigned_total": total,
+        "pitch": sample.pitch,
+    }
+
+
+def evaluate_samples(
+    net: nn.Module,
+    samples: Iterable[LineSample],
+    post: LinePostprocess | None = None,
+    tolerance: float = 0.25,
+    progress: bool = True,
+    total: int | None = None,
+) -> tuple[LineScores, list[ViewResult]]:
+    """Run ``net`` on every sample, build and assign its lines, and score them."""
+    post = post or LinePostprocess()
+    scores, results = LineScores(), []
+    for sample in tqdm(samples, desc="lines", unit="view", disable=not progress, total=total):
+        probability = line_probability(net, normalize(sample.image))
+        hypotheses, assigned = hypotheses_from_probability(
+            probability, net.grid, sample.size, sample.transliteration, post
+        )
+        row = score_view(scores, sample, hypotheses, assigned, tolerance)
+        results.append(ViewResult(sample, probability, hypotheses, assigned, row))
+    return scores, results
+
+
+# -- forged views ----------------------------------------------------------------------------------
+
+
+def forge_samples(
+    forge: Any, tablets: Sequence[str], workers: int = 0, progress: bool = True
+) -> list[LineSample]:
+    """Forged views of ``tablets`` with lines and reference assignment from the hidden truth.
+
+    Tablets are rendered first where needed (``workers`` processes; 0 = one per core). Each
+    view's truth lines run through its visible rendered signs, grouped by transliteration
+    line, so the reference transliteration line of every truth line is exact. Views without
+    visible signs are skipped.
+    """
+    from cuneidet.forge import ForgeSource
+    from cuneidet.forge.runner import render_many
+
+    report = render_many(forge, list(tablets), workers=workers, progress=progress)
+    truth = forge.truth(sorted(set(report.rendered) | set(report.cached)))
+    truth = truth[truth["status"] > 0]
+    segments_table = forge.csdd.segments(sorted(truth["collection"].unique()), assigned_only=True)
+    index = segments_table.set_index(["collection", "segm_idx"])
+    segments: list[AnnotatedSegment] = []
+    lines: dict[str, tuple[LineTruth, ViewTransliteration]] = {}
+    for (collection, segm_idx), group in truth.groupby(["collection", "segm_idx"], sort=True):
+        if (collection, segm_idx) not in index.index:
+            continue
+        row = index.loc[(collection, segm_idx)].to_dict() | {
+            "collection": collection,
+            "segm_idx": segm_idx,
+        }
+        segment = segment_from_row(row)
+        boxes = parse_bbox_column(group["relative_bbox"], "forge truth", "relative_bbox")
+        line_truth = truth_from_signs(boxes * segment.scale, group["line_idx"].to_numpy())
+        text = view_transliteration(forge.csdd, collection, int(segm_idx), segment.tablet)
+        segments.append(segment)
+        lines[segment.key] = (line_truth, text)
+    loaded = load_segment_samples(segments, ForgeSource(forge), progress=progress)
+    samples = []
+    for item in loaded:
+        line_truth, text = lines[item.key]
+        samples.append(
+            LineSample(
+                key=item.key,
+                name=item.name,
+                image=item.image,
+                polylines=line_truth.polylines,
+                pitch=line_truth.pitch,
+                transliteration=text,
+                reference=np.asarray(line_truth.line_idx, np.int64),
+            )
+        )
+    return samples

@@ -1,0 +1,119 @@
+"""From a gray view to line hypotheses: run a line network, threshold, post-process, assign."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cuneidet.align import SIGN_HEIGHT, ViewTransliteration, assign_lines
+from cuneidet.errors import ConfigError
+from cuneidet.lines.hypotheses import REFERENCE_STRIDE, LineHypotheses, MapGrid, detect_lines
+
+
+@dataclass(frozen=True)
+class LinePostprocess:
+    """Settings from probability map to assigned line hypotheses."""
+
+    threshold: float = 0.7  # the reference's p(line) ≥ 0.7
+    method: str = "chained"  # or "reference" (see hypotheses.detect_lines)
+    assignment: str = "gale_church"  # or "order"
+    # Gale–Church lengths of detected lines: "extent" (x_max − x_min in sign heights of 128 px)
+    # or "votes" (the reference: Hough votes, in stride-32 cells); and the length variance
+    line_length: str = "extent"
+    variance: float = 1.0
+
+
+LINE_LENGTHS = ("extent", "votes")
+
+
+def detected_lengths(hypotheses: LineHypotheses, kind: str) -> np.ndarray:
+    """Per line, the length Gale–Church compares with the transliteration line's prior length."""
+    if kind not in LINE_LENGTHS:
+        raise ConfigError(f"unknown line length {kind!r}; choose one of {LINE_LENGTHS}")
+    if kind == "votes":
+        scale = hypotheses.grid.stride / REFERENCE_STRIDE
+        return np.array([line.votes * scale for line in hypotheses.lines], np.float64)
+    return np.array([(line.x_max - line.x_min) / SIGN_HEIGHT for line in hypotheses.lines])
+
+
+def valid_cells(grid: MapGrid, length: int, image_length: int) -> int:
+    """How many map cells along one axis have their centre inside the image (at least 1)."""
+    centres = grid.to_image(np.arange(length))
+    return max(1, int(np.count_nonzero(centres < image_length)))
+
+
+@torch.no_grad()
+def line_probability(net: nn.Module, image: torch.Tensor) -> np.ndarray:
+    """p(on a text line) per map cell, float32 ``[h, w]``, for a normalised ``[1, H, W]`` view.
+
+    Views smaller than the network's receptive field are padded with black (the reference's
+    zero fill), and only cells centred inside the view are kept.
+    """
+    height, width = image.shape[-2:]
+    minimum = int(getattr(net, "min_input_size", 1))
+    padded = F.pad(
+        image.unsqueeze(0) if image.dim() == 3 else image,
+        (0, max(0, minimum - width), 0, max(0, minimum - height)),
+        value=-0.5,
+    )
+    was_training = net.training
+    net.eval()
+    probs = torch.softmax(net(padded), dim=1)[0, 1]
+    net.train(was_training)
+    grid: MapGrid = net.grid
+    rows = valid_cells(grid, probs.shape[0], height)
+    cols = valid_cells(grid, probs.shape[1], width)
+    return probs[:rows, :cols].float().cpu().numpy()
+
+
+def hypotheses_from_probability(
+    probability: np.ndarray,
+    grid: MapGrid,
+    image_size: tuple[int, int],
+    transliteration: ViewTransliteration | None,
+    post: LinePostprocess | None = None,
+) -> tuple[LineHypotheses, np.ndarray]:
+    """Line hypotheses and, per line, the assigned transliteration line index (or -1)."""
+    post = post or LinePostprocess()
+    has_text = transliteration is not None and transliteration.num_lines > 0
+    hypotheses = detect_lines(
+        probability >= post.threshold,
+        image_size,
+        grid,
+        num_lines=transliteration.num_lines if has_text else None,
+        len_min=transliteration.len_min if has_text else 4,
+        len_max=transliteration.len_max if has_text else 12,
+        method=post.method,
+    )
+    if has_text:
+        lengths = detected_lengths(hypotheses, post.line_length)
+        assigned = assign_lines(
+            lengths, transliteration, method=post.assignment, variance=post.variance
+        )
+    else:
+        assigned = np.full(len(hypotheses.lines), -1, np.int64)
+    return hypotheses, np.asarray(assigned, np.int64)
+
+
+def hypothesis_polylines(hypotheses: LineHypotheses) -> list[np.ndarray]:
+    return [np.asarray(line.polyline, np.float64) for line in hypotheses.lines]
+
+
+def describe_lines(hypotheses: LineHypotheses, assigned: np.ndarray) -> list[dict[str, Any]]:
+    """Per line: its index, transliteration line, extent and model (for logs and JSON)."""
+    return [
+        {
+            "index": line.index,
+            "tl_line": int(tl),
+            "x_min": float(line.x_min),
+            "x_max": float(line.x_max),
+            "slope": float(line.slope),
+            "intercept": float(line.intercept),
+        }
+        for line, tl in zip(hypotheses.lines, assigned, strict=True)
+    ]

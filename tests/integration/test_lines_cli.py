@@ -1,0 +1,137 @@
+"""The line network end to end: cuneidet-train model=line_net, then cuneidet-lines."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cuneidet.lines.hypotheses import LineHypotheses
+from tests.integration.test_cli import run_app
+from tests.synthetic_csdd import make_synthetic_csdd
+
+LINE_FAST = [
+    "trainer.accelerator=cpu",
+    "data.num_workers=0",
+    "data.batch_size=2",
+    "data.crop_size=256",
+    "data.crops_per_epoch=4",
+    "data.progress=false",
+    "data.box_sets=[train_full,test_full]",
+    "callbacks.progress_bar.refresh_rate=0",
+    "trainer.log_every_n_steps=1",
+]
+
+
+@pytest.fixture(scope="module")
+def trained_lines(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lines")
+    data = make_synthetic_csdd(root / "data", train_tablets=3, test_tablets=2, with_lines=True)
+    run_dir = root / "train"
+    run_app(
+        "train",
+        "model=line_net",
+        "model/line_arch=seg",
+        "model.net.channels=8",
+        f"paths.data_dir={data}",
+        f"hydra.run.dir={run_dir}",
+        "trainer.max_epochs=2",
+        "data.val_tablets=[TRAIN002]",
+        *LINE_FAST,
+    )
+    return data, run_dir
+
+
+def test_train_line_net_checkpoints_and_tests(trained_lines):
+    _, run_dir = trained_lines
+    assert (run_dir / "checkpoints" / "best.ckpt").is_file()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    metrics = pd.read_csv(run_dir / "csv" / "metrics.csv")
+    assert "train/loss" in metrics.columns and "val/line_F1" in metrics.columns
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["model"] == "LineModule" and summary["optimized_metric"] == "val/line_F1"
+    assert 0 <= summary["test_line_f1"] <= 1
+    scores = json.loads((run_dir / "test" / "lines_metrics.json").read_text())
+    assert scores["tp"] + scores["fn"] == 8, "2 test views with 4 annotated lines each"
+
+
+def test_lines_predict_writes_artifacts_and_overlays(trained_lines, tmp_path):
+    data, run_dir = trained_lines
+    out = tmp_path / "predict"
+    run_app(
+        "lines",
+        f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
+        f"data_dir={data}",
+        "views.collections=[test]",
+        "progress=false",
+        "threshold=0.0",  # the tiny model is untrained: every cell counts as on a line
+        f"hydra.run.dir={out}",
+    )
+    views = pd.read_csv(out / "views.csv")
+    assert len(views) == 2 and (views["tl_lines"] == 4).all()
+    record = json.loads((out / views["json"][0]).read_text())
+    maps = np.load((out / views["json"][0]).with_suffix(".npz"))
+    hypotheses = LineHypotheses.from_dict(record, maps["label_map"], maps["line_map"])
+    assert len(hypotheses) == len(record["tl_lines"]) == views["lines"][0]
+    assert maps["probability"].shape == maps["line_map"].shape
+    assert maps["on_line_mask"].shape == tuple(record["image_size"])
+    assert len(record["bands"]) == len(hypotheses) and all(len(b) == 4 for b in record["bands"])
+    assert len(list((out / "overlays").glob("*.png"))) == 2
+
+
+def test_lines_evaluate_writes_results(trained_lines, tmp_path):
+    data, run_dir = trained_lines
+    out = tmp_path / "evaluate"
+    results = tmp_path / "results" / "lines.json"
+    run_app(
+        "lines",
+        "action=evaluate",
+        f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}",
+        f"data_dir={data}",
+        "evaluate.forge_views=0",
+        "evaluate.overlays=1",
+        "progress=false",
+        f"results_json={results}",
+        "results_key=seg",
+        f"hydra.run.dir={out}",
+    )
+    figures = json.loads(results.read_text())["seg"]
+    assert figures["real_test"]["views"] == 2
+    assert {"precision", "recall", "f1", "assignment_accuracy"} <= set(figures["real_test"])
+    assert (out / "real_test" / "per_view.csv").is_file()
+    assert len(list((out / "real_test").glob("*.png"))) == 1
+
+
+def test_lines_rejects_a_detector_checkpoint_and_bad_actions(trained_lines, tmp_path):
+    data, run_dir = trained_lines
+    bad = run_app(
+        "lines",
+        "action=draw",
+        f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}",
+        f"data_dir={data}",
+        f"hydra.run.dir={tmp_path / 'bad'}",
+        check=False,
+    )
+    assert bad.returncode != 0 and "Unknown action" in bad.stderr + bad.stdout
+    missing = run_app(
+        "lines",
+        f"ckpt_path={tmp_path / 'none.ckpt'}",
+        f"data_dir={data}",
+        "views.splits=[test]",
+        f"hydra.run.dir={tmp_path / 'missing'}",
+        check=False,
+    )
+    assert missing.returncode != 0 and "does not exist" in missing.stderr + missing.stdout
+
+
+def test_detector_model_cannot_train_on_line_data(tmp_path):
+    data = make_synthetic_csdd(tmp_path / "data", with_lines=True)
+    result = run_app(
+        "train",
+        "data=csdd_lines",
+        f"paths.data_dir={data}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        *LINE_FAST,
+        check=False,
+    )
+    assert result.returncode != 0 and "needs data=csdd_lines" in result.stderr + result.stdout

@@ -1,0 +1,180 @@
+"""Line networks, dense targets, crops and the map → hypotheses → assignment path."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cuneidet.align import prepare_transliteration
+from cuneidet.errors import ConfigError
+from cuneidet.lines.data import LineCropDataset, LineSample, normalize
+from cuneidet.lines.hypotheses import MapGrid
+from cuneidet.lines.module import cell_targets
+from cuneidet.lines.networks import LineSegNet, PaperLineNet
+from cuneidet.lines.predict import (
+    LinePostprocess,
+    hypotheses_from_probability,
+    line_probability,
+)
+
+
+def test_paper_line_net_is_a_227_patch_classifier_run_convolutionally():
+    net = PaperLineNet().eval()
+    assert net(torch.zeros(2, 1, 227, 227)).shape == (2, 2, 1, 1)
+    assert net(torch.zeros(1, 1, 512, 739)).shape == (1, 2, 9, 17)
+    assert net.grid == MapGrid(32, 113)
+
+
+@pytest.mark.parametrize("stride", [8, 16])
+def test_line_seg_net_strides(stride):
+    net = LineSegNet(backbone="resnet18", stride=stride, channels=16).eval()
+    out = net(torch.zeros(1, 1, 128, 192))
+    assert out.shape == (1, 2, 128 // stride, 192 // stride)
+    assert net.grid.stride == stride
+
+
+def test_line_seg_net_rejects_other_strides():
+    with pytest.raises(ConfigError, match="stride"):
+        LineSegNet(stride=4)
+
+
+def test_probability_of_a_view_smaller_than_the_receptive_field():
+    net = PaperLineNet()
+    probability = line_probability(net, normalize(np.zeros((100, 150), np.uint8)))
+    assert probability.shape == (1, 1) and 0 <= probability[0, 0] <= 1
+    assert net.training, "line_probability restores the training mode"
+
+
+def test_cell_targets_mark_cells_near_lines_and_ignore_outside():
+    distance = torch.full((1, 64, 64), 100.0)
+    distance[0, 27:37, :] = 0.0  # a horizontal line band around row 32
+    grid = MapGrid(stride=8, offset=3.5)
+    targets = cell_targets(distance, grid, (9, 8), height=6.0)
+    assert targets.shape == (1, 9, 8)
+    assert targets[0, 4].eq(1).all()  # cell row 4 is centred at pixel 35.5
+    assert targets[0, 0].eq(0).all()
+    assert targets[0, 8].eq(-1).all()  # centred at 67.5, outside the crop
+
+
+def _sample(height=400, width=600) -> LineSample:
+    image = np.full((height, width), 180, np.uint8)
+    lines = []
+    for y in (100, 220, 340):
+        image[y - 20 : y + 20, 50:550] = 60
+        lines.append(np.array([[50.0, y], [550.0, y]]))
+    return LineSample("c/0", "T Obv", image, lines, 120.0)
+
+
+def test_crop_dataset_is_reproducible_and_its_distances_follow_the_lines():
+    dataset = LineCropDataset([_sample()], crop_size=128, length=4, zoom_range=(1, 1), rotation=0)
+    torch.manual_seed(0)
+    first = dataset[0]
+    torch.manual_seed(0)
+    again = dataset[0]
+    assert first["image"].shape == (1, 128, 128) and first["distance"].shape == (128, 128)
+    assert torch.equal(first["image"], again["image"])
+    dark = first["image"][0] < -0.1
+    if dark.any():  # pixels of a drawn line are close to an annotated line
+        assert first["distance"][dark].max() <= 21
+
+
+def _transliteration(lines: int) -> object:
+    rows = [
+        {
+            "collection": "c",
+            "segm_idx": 0,
+            "tablet_CDLI": "T",
+            "view_desc": "Obv",
+            "rec_idx": 0,
+            "line_idx": line,
+            "pos_idx": pos,
+            "train_label": 1,
+            "mzl_label": 1,
+            "status": 1,
+        }
+        for line in range(lines)
+        for pos in range(4)
+    ]
+    return prepare_transliteration(pd.DataFrame(rows), {})
+
+
+def _probability(rows: list[int], shape=(40, 60)) -> np.ndarray:
+    probability = np.zeros(shape, np.float32)
+    for row in rows:
+        probability[row, 5:55] = 0.9
+    return probability
+
+
+@pytest.mark.parametrize("tl_lines", [3, 5, 2])
+def test_more_or_fewer_detected_lines_than_transliteration_lines(tl_lines):
+    grid = MapGrid(32, 113)
+    hypotheses, assigned = hypotheses_from_probability(
+        _probability([5, 10, 15, 20, 25, 30][:3]), grid, (1500, 2100), _transliteration(tl_lines)
+    )
+    assert len(hypotheses) == 3 and len(assigned) == 3
+    valid = assigned[assigned >= 0]
+    assert set(valid.tolist()) <= set(range(tl_lines))
+    assert (np.diff(valid) >= 0).all(), "assignment keeps the top-to-bottom order"
+    if tl_lines == 3:
+        assert assigned.tolist() == [0, 1, 2]
+
+
+def test_no_transliteration_and_empty_maps():
+    grid = MapGrid(32, 113)
+    hypotheses, assigned = hypotheses_from_probability(
+        _probability([5, 15]), grid, (1500, 2100), None
+    )
+    assert len(hypotheses) == 2 and assigned.tolist() == [-1, -1]
+    empty, assigned = hypotheses_from_probability(
+        np.zeros((40, 60), np.float32), grid, (1500, 2100), _transliteration(3)
+    )
+    assert len(empty) == 0 and assigned.shape == (0,)
+    post = LinePostprocess(threshold=0.95)
+    none, _ = hypotheses_from_probability(_probability([5]), grid, (1500, 2100), None, post)
+    assert len(none) == 0, "cells below the threshold are not on a line"
+
+
+def test_detected_lengths_extent_and_votes():
+    from cuneidet.lines.predict import detected_lengths
+
+    hypotheses, _ = hypotheses_from_probability(
+        _probability([5, 15]), MapGrid(32, 113), (1500, 2100), None
+    )
+    extent = detected_lengths(hypotheses, "extent")
+    assert extent == pytest.approx([(line.x_max - line.x_min) / 128 for line in hypotheses.lines])
+    assert detected_lengths(hypotheses, "votes") == pytest.approx(
+        [line.votes for line in hypotheses.lines]
+    )
+    with pytest.raises(ConfigError, match="unknown line length"):
+        detected_lengths(hypotheses, "pixels")
+
+
+def _save_checkpoint(path, overrides):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    from cuneidet.config import config_dir
+    from cuneidet.utils.instantiate import instantiate
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    module = instantiate(cfg.model)
+    config = OmegaConf.to_container(cfg.model, resolve=True)
+    torch.save({"state_dict": module.state_dict(), "cuneidet": {"model_config": config}}, path)
+    return path
+
+
+def test_checkpoint_kinds_are_not_mixed_up(tmp_path):
+    from cuneidet.cli.lines import load_line_module
+    from cuneidet.lines.module import LineModule
+    from cuneidet.models.checkpoint import load_module
+
+    detector = _save_checkpoint(tmp_path / "detector.ckpt", [])
+    lines = _save_checkpoint(tmp_path / "lines.ckpt", ["model=line_net"])
+    assert isinstance(load_line_module(str(lines)), LineModule)
+    with pytest.raises(ConfigError, match="not a line network"):
+        load_line_module(str(detector))
+    with pytest.raises(ConfigError, match="not a sign detector"):
+        load_module(lines)

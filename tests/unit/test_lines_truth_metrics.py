@@ -1,0 +1,135 @@
+"""Ground-truth lines (joining pieces, distances) and line metrics (matching, assignment)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cuneidet.lines.metrics import (
+    UNKNOWN,
+    LineScores,
+    boxes_to_lines,
+    lcs_length,
+    match_lines,
+    monotone_matching,
+    reference_assignment,
+)
+from cuneidet.lines.truth import (
+    distance_to_lines,
+    lines_pitch,
+    sort_polyline,
+    truth_from_points,
+    truth_from_signs,
+)
+
+
+def _line(y: float, x0: float = 0.0, x1: float = 1000.0, slope: float = 0.0) -> np.ndarray:
+    xs = np.array([x0, (x0 + x1) / 2, x1])
+    return np.stack([xs, y + slope * (xs - x0)], axis=1)
+
+
+def test_sort_polyline_orders_by_x_and_averages_duplicates():
+    poly = sort_polyline(np.array([[5, 1], [0, 0], [5, 3]]))
+    assert poly.tolist() == [[0, 0], [5, 2]]
+
+
+def test_truth_from_points_scales_sorts_and_joins_pieces():
+    rows = pd.DataFrame(
+        {
+            "line_idx": [0, 0, 1, 1, 2, 2, 3, 3],
+            # line 1 is the right half of line 3's row: they are joined; line 2 overlaps
+            # line 0 horizontally one pitch lower and stays separate
+            "x": [0, 500, 300, 500, 0, 500, 0, 250],
+            "y": [300, 300, 150, 150, 400, 400, 148, 148],
+        }
+    )
+    truth = truth_from_points(rows, scale=2.0)
+    assert len(truth) == 3
+    assert truth.line_idx == [1, 0, 2]  # top to bottom; a joined line keeps its smallest index
+    assert truth.polylines[0][:, 0].tolist() == [0, 500, 600, 1000]
+    assert truth.pitch == pytest.approx(250, abs=5)
+
+
+def test_single_point_line_is_kept_as_a_short_line():
+    truth = truth_from_points(pd.DataFrame({"line_idx": [0], "x": [10], "y": [20]}), 1.0)
+    assert len(truth) == 1 and truth.polylines[0].shape == (2, 2)
+
+
+def test_pitch_needs_two_lines():
+    assert np.isnan(lines_pitch([_line(10)]))
+    assert lines_pitch([_line(10), _line(130), _line(250)]) == pytest.approx(120)
+
+
+def test_distance_to_lines():
+    d = distance_to_lines([_line(50, 0, 99)], (100, 100))
+    assert d.shape == (100, 100)
+    assert d[50, 20] == 0 and d[60, 20] == pytest.approx(10, abs=0.5)
+    assert np.isinf(distance_to_lines([], (5, 5))).all()
+    assert np.isinf(distance_to_lines([_line(500, 0, 99)], (100, 100))).all()
+
+
+def test_truth_from_signs_runs_through_sign_centres():
+    boxes = np.array([[0, 0, 100, 100], [120, 10, 220, 110], [0, 200, 100, 300]], float)
+    truth = truth_from_signs(boxes, np.array([4, 4, 7]))
+    assert truth.line_idx == [4, 7]
+    first = truth.polylines[0]
+    assert first[0, 0] == 0 and first[-1, 0] == 220
+    assert np.interp(50, first[:, 0], first[:, 1]) == pytest.approx(50)
+
+
+def test_match_lines_tolerance_overlap_and_one_to_one():
+    truth = [_line(100), _line(220), _line(340)]
+    pitch = 120.0
+    detected = [_line(110), _line(220 + 31), _line(340 - 20, 0, 300), _line(100)]
+    match = match_lines(detected, truth, pitch)
+    # 31 px > pitch/4 = 30 px: no match; the short line overlaps 300 of its own 300 px: match;
+    # the two detections of line 0 match once (the closer one)
+    assert match.pairs == [(2, 2), (3, 0)]
+    assert (match.tp, match.fp, match.fn) == (2, 2, 1)
+    assert match_lines([], truth, pitch).fn == 3
+    assert match_lines(detected, [], pitch).fp == 4
+    far = match_lines([_line(100, 2000, 3000)], [_line(100)], pitch)
+    assert far.tp == 0, "lines without common extent never match"
+
+
+def test_line_scores_precision_recall_f1_and_assignment():
+    scores = LineScores()
+    match = match_lines([_line(100), _line(220)], [_line(100), _line(220), _line(340)], 120)
+    scores.add(match)
+    assert scores.precision == 1 and scores.recall == pytest.approx(2 / 3)
+    assert scores.f1 == pytest.approx(0.8)
+    correct, total = scores.add_assignment(match, np.array([5, -1]), np.array([5, 6, 7]), 3)
+    assert (correct, total) == (1, 2)
+    assert scores.assignment_accuracy == 0.5
+    assert scores.order_total == 0 + 1 and scores.order_correct == 0  # 5 ≠ rank 0
+    summary = scores.summary()
+    assert summary["f1"] == pytest.approx(0.8) and summary["assignment_total"] == 2
+    assert np.isnan(LineScores().assignment_accuracy) and LineScores().f1 == 0
+    unknown = np.array([UNKNOWN, 6, 7])  # a truth line whose transliteration line is unknown
+    assert LineScores().add_assignment(match, np.array([5, 6]), unknown, 3) == (1, 1)
+
+
+def test_lcs_and_monotone_matching():
+    assert lcs_length([1, 2, 3, 4], [2, 4, 5]) == 2
+    assert lcs_length([], [1]) == 0
+    score = np.array([[0.9, 0.0, 0.0], [0.0, 0.1, 0.8], [0.0, 0.9, 0.0]])
+    # order-preserving: row 1 → col 2 and row 2 → col 1 cannot both be taken
+    pairs = monotone_matching(score, min_score=0.2)
+    assert pairs[0] == (0, 0) and len(pairs) == 2
+    assert monotone_matching(np.zeros((2, 2)), 0.2) == []
+
+
+def test_boxes_to_lines_and_reference_assignment():
+    truth = [_line(100), _line(220), _line(340), _line(460)]
+    boxes, labels = [], []
+    # the second line carries no box; the last one spells no transliteration line
+    for y, seq in ((100, [1, 2, 3]), (340, [7, 8, 9]), (460, [20, 21, 22])):
+        for k, label in enumerate(seq):
+            boxes.append([100 + 150 * k, y - 50, 200 + 150 * k, y + 50])
+            labels.append(label)
+    boxes = np.array(boxes, float)
+    assert boxes_to_lines(boxes, truth, 120).tolist() == [0, 0, 0, 2, 2, 2, 3, 3, 3]
+    tl_lines = [(0, [1, 2, 3]), (1, [4, 5]), (2, [7, 8, 9])]
+    reference = reference_assignment(truth, 120, boxes, np.array(labels), tl_lines)
+    assert reference.tolist() == [0, UNKNOWN, 2, -1]
+    assert reference_assignment(truth, 120, np.zeros((0, 4)), np.zeros(0), tl_lines) is None
+    assert reference_assignment(truth, 120, boxes, np.array(labels), []) is None
