@@ -1,9 +1,11 @@
 """Text-line hypotheses from a line network's binary map (Dencker et al. 2020).
 
-Follows the reference ``post_process_line_detections``: skeleton → focused straight-line Hough →
-peaks grouped by intersection → groups closer than half a line pitch merged → probabilistic
-Hough segments as markers → watershed regions per line. All map-space parameters are tuned for
-stride 32; length-like ones are rescaled by ``32 / stride`` for other strides.
+``method="reference"`` follows the reference ``post_process_line_detections``: skeleton →
+focused straight-line Hough → peaks grouped by intersection → groups closer than half a line
+pitch merged → probabilistic Hough segments as markers → watershed regions per line.
+``method="chained"`` keeps the Hough steps for the dominant angle and the pitch and builds the
+lines by chaining local segments instead (see :func:`_chain_groups`). All map-space parameters
+are tuned for stride 32; length-like ones are rescaled by ``32 / stride`` for other strides.
 
 Conventions: image pixels are those of the *scaled segment*; map cell (column c, row r) is
 centred at image pixel ``(offset + stride * c, offset + stride * r)``. Hough lines use the map
