@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from cuneidet.align import view_transliteration
 from cuneidet.data.csdd import CSDD, annotated_segments
 from cuneidet.data.datamodule import split_by_tablet
 from cuneidet.data.datasets import load_segment_samples
@@ -242,8 +243,6 @@ class LineDataModule(pl.LightningDataModule):
 
     def load(self, views: Sequence[LineView]) -> list[LineSample]:
         """Load the views' images, boxes (from ``box_sets``) and transliterations."""
-        from cuneidet.align import view_transliteration
-
         segments = {s.key: s for s in annotated_segments(self.csdd, list(self.hparams.box_sets))}
         loaded = load_segment_samples(
             [v.segment for v in views], self.source, progress=self.hparams.progress

@@ -59,11 +59,11 @@ class LineModule(pl.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
         line_height: float = 24.0,
-        threshold: float = 0.7,
-        method: str = "chained",
-        assignment: str = "gale_church",
-        line_length: str = "extent",
-        variance: float = 1.0,
+        threshold: float = LinePostprocess.threshold,
+        method: str = LinePostprocess.method,
+        assignment: str = LinePostprocess.assignment,
+        line_length: str = LinePostprocess.line_length,
+        variance: float = LinePostprocess.variance,
         match_tolerance: float = 0.25,
     ) -> None:
         super().__init__()
