@@ -90,6 +90,7 @@ def test_lines_evaluate_writes_results(trained_lines, tmp_path):
         f"data_dir={data}",
         "evaluate.forge_views=0",
         "evaluate.overlays=1",
+        "evaluate.set_aside_tablets=[TEST000]",
         "progress=false",
         f"results_json={results}",
         "results_key=seg",
@@ -100,6 +101,13 @@ def test_lines_evaluate_writes_results(trained_lines, tmp_path):
     assert {"precision", "recall", "f1", "assignment_accuracy"} <= set(figures["real_test"])
     assert (out / "real_test" / "per_view.csv").is_file()
     assert len(list((out / "real_test").glob("*.png"))) == 1
+    per_view = pd.read_csv(out / "real_test" / "per_view.csv")
+    others = per_view[per_view["view"] != "TEST000 Obv"]
+    without = figures["real_test"]["without_set_aside"]
+    assert without["set_aside"] == ["TEST000 Obv"] and len(others) == 1
+    for key in ("tp", "fp", "fn"):
+        assert without[key] == others[key].sum()
+    assert without["assignment_total"] == others["assigned_total"].sum()
 
 
 def test_lines_rejects_a_detector_checkpoint_and_bad_actions(trained_lines, tmp_path):

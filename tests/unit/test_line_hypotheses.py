@@ -307,6 +307,7 @@ def test_to_dict_from_dict_round_trip() -> None:
         "polyline",
         "slope",
         "intercept",
+        "support",
     }
     back = LineHypotheses.from_dict(data, hyp.label_map, hyp.line_map)
     assert back.to_dict() == hyp.to_dict()
@@ -374,3 +375,55 @@ def test_lines_of_different_slopes_and_short_lines_chained() -> None:
 def test_unknown_method_raises_config_error() -> None:
     with pytest.raises(ConfigError, match="unknown line method"):
         detect_lines(render(HORIZONTAL), IMAGE, method="magic")
+
+
+def broken(y: float, gap: tuple[float, float], right_dy: float = 0.0) -> list[tuple]:
+    """A horizontal line at ``y`` interrupted over ``gap`` (damage); its right piece shifted by
+    ``right_dy``."""
+    return [line(y, x1=gap[0]), line(y + right_dy, x0=gap[1])]
+
+
+@pytest.mark.parametrize("grid", [GRID32, GRID8], ids=["stride32", "stride8"])
+def test_lines_broken_by_damage_are_joined(grid: MapGrid) -> None:
+    """Pieces of one line on either side of damage five pitches wide become one line, for
+    every line of the view; a piece 3/8 of a pitch off its line stays apart."""
+    ys = (273, 433, 593, 753, 913, 1073)
+    specs = [piece for y in ys[:4] + ys[5:] for piece in broken(y, (650.0, 1450.0))]
+    specs += broken(ys[4], (650.0, 1450.0), right_dy=60.0)
+    mask = render(specs, grid)
+    hyp = detect_lines(mask, IMAGE, grid, method="chained")
+    check_invariants(hyp, mask)
+    assert hyp.pitch == pytest.approx(160.0, abs=TOL)
+    whole = [tl for tl in hyp.lines if tl.x_max - tl.x_min > 1200]
+    assert len(whole) == 5
+    for tl, y in zip(whole, ys[:4] + ys[5:], strict=True):
+        assert tl.x_min <= 250 + 2 * 32 and tl.x_max >= 1850 - 2 * 32
+        assert np.abs(tl.polyline_y_at(np.array([400.0, 1700.0])) - y).max() <= TOL
+    pieces = [tl for tl in hyp.lines if tl.x_max - tl.x_min < 700]
+    assert len(pieces) == 2  # 913 on the left, 973 on the right: not one line
+    assert pieces[0].x_max < 700 < 1400 < pieces[1].x_min
+
+
+def test_joining_never_merges_neighbouring_lines() -> None:
+    """Staggered pieces of consecutive lines (one pitch apart) stay separate lines."""
+    specs = [line(273, x1=900.0), line(433, x0=1100.0), line(593, x1=900.0), line(753, x0=1100.0)]
+    mask = render(specs)
+    hyp = detect_lines(mask, IMAGE, method="chained")
+    assert len(hyp) == 4
+    assert all(tl.x_max - tl.x_min < 1000 for tl in hyp.lines)
+
+
+def test_keep_renumbers_lines_and_label_map() -> None:
+    mask = render(HORIZONTAL)
+    hyp = detect_lines(mask, IMAGE, method="chained")
+    kept = hyp.keep([4, 1])
+    check_invariants(kept, mask)
+    assert [tl.index for tl in kept.lines] == [0, 1]
+    assert kept.lines[0].polyline_y_at(1000.0) == pytest.approx(hyp.lines[1].polyline_y_at(1000.0))
+    assert np.array_equal(kept.label_map == 1, hyp.label_map == 2)
+    assert np.array_equal(kept.label_map == 2, hyp.label_map == 5)
+    assert not np.isin(kept.label_map, [3, 4, 5, 6]).any()
+    assert np.array_equal(kept.line_map, hyp.line_map)  # the ignore map keeps every text cell
+    assert len(hyp.keep([])) == 0
+    with pytest.raises(IndexError):
+        hyp.keep([6])

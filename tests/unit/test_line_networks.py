@@ -178,3 +178,58 @@ def test_checkpoint_kinds_are_not_mixed_up(tmp_path):
         load_line_module(str(detector))
     with pytest.raises(ConfigError, match="not a sign detector"):
         load_module(lines)
+
+
+def test_lines_beyond_the_transliteration_are_the_weakest_dropped():
+    """With 3 transliteration lines and max_extra_lines=1, the 4 best-supported of 5 lines stay:
+    long confident lines beat a short faint one (damage, a museum number)."""
+    from cuneidet.lines.predict import line_support
+
+    probability = _probability([5, 10, 15])
+    probability[20, 20:32] = 0.8  # short: 12 cells
+    probability[25, 20:40] = 0.75  # longer but fainter: keeps more support than row 20
+    grid = MapGrid(32, 113)
+    text = _transliteration(3)
+    everything, _ = hypotheses_from_probability(
+        probability, grid, (1500, 2100), text, LinePostprocess(max_extra_lines=-1)
+    )
+    assert len(everything) == 5
+    support = line_support(everything, probability)
+    extents = np.array([(line.x_max - line.x_min) / 128 for line in everything.lines])
+    # mean p(line) under the polyline (whose ends reach just past the cells) times the extent
+    mean_probability = support / extents
+    assert mean_probability[:3] == pytest.approx([0.9] * 3, rel=0.05)
+    assert (mean_probability[3:] <= [0.8, 0.75]).all() and (mean_probability[3:] > 0.6).all()
+    assert support[:3].min() > support[4] > support[3]
+    assert [line.support for line in everything.lines] == pytest.approx(support.tolist())
+    kept, assigned = hypotheses_from_probability(probability, grid, (1500, 2100), text)
+    assert len(kept) == 4 and len(assigned) == 4
+    rows = [round(float(grid.to_map(line.polyline_y_at(1000.0)))) for line in kept.lines]
+    assert rows == [5, 10, 15, 25]
+    assert [line.index for line in kept.lines] == [0, 1, 2, 3]
+    assert assigned[:3].tolist() == [0, 1, 2]
+    untransliterated, _ = hypotheses_from_probability(probability, grid, (1500, 2100), None)
+    assert len(untransliterated) == 5, "without a transliteration no line count is known"
+
+
+def test_init_from_loads_a_line_network(tmp_path):
+    from cuneidet.models.checkpoint import load_weights
+    from cuneidet.utils.instantiate import instantiate
+
+    lines = _save_checkpoint(tmp_path / "lines.ckpt", ["model=line_net"])
+    detector = _save_checkpoint(tmp_path / "detector.ckpt", [])
+    saved = torch.load(lines, weights_only=False)["state_dict"]
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from cuneidet.config import config_dir
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("train", overrides=["model=line_net"])
+    fresh = instantiate(cfg.model)
+    load_weights(fresh, lines)
+    for name, value in fresh.state_dict().items():
+        assert torch.equal(value, saved[name]), name
+    with pytest.raises(ConfigError, match="does not match"):
+        load_weights(fresh, detector)

@@ -133,3 +133,20 @@ def test_boxes_to_lines_and_reference_assignment():
     assert reference.tolist() == [0, UNKNOWN, 2, -1]
     assert reference_assignment(truth, 120, np.zeros((0, 4)), np.zeros(0), tl_lines) is None
     assert reference_assignment(truth, 120, boxes, np.array(labels), []) is None
+
+
+def test_summary_of_rows_sums_views():
+    from cuneidet.lines.metrics import summary_of_rows
+
+    rows = [
+        {"tp": 8, "fp": 2, "fn": 1, "assigned_correct": 6, "assigned_total": 8},
+        {"tp": 2, "fp": 0, "fn": 3, "assigned_correct": 0, "assigned_total": 0},
+    ]
+    summary = summary_of_rows(rows)
+    assert (summary["tp"], summary["fp"], summary["fn"]) == (10, 2, 4)
+    assert summary["precision"] == pytest.approx(10 / 12)
+    assert summary["recall"] == pytest.approx(10 / 14)
+    assert summary["f1"] == pytest.approx(2 * 10 / (2 * 10 + 2 + 4))
+    assert summary["assignment_accuracy"] == pytest.approx(0.75)
+    assert summary["assignment_total"] == 8
+    assert summary_of_rows([])["f1"] == 0.0

@@ -32,6 +32,7 @@ from cuneidet.errors import ConfigError, CuneidetError
 from cuneidet.lines.artifacts import draw_overlay, view_stem, write_overlay, write_view_artifacts
 from cuneidet.lines.data import LineDataModule, normalize
 from cuneidet.lines.evaluate import evaluate_samples, forge_samples
+from cuneidet.lines.metrics import summary_of_rows
 from cuneidet.lines.module import LineModule
 from cuneidet.lines.predict import LinePostprocess, hypotheses_from_probability, line_probability
 from cuneidet.lines.truth import line_views
@@ -52,13 +53,19 @@ def load_line_module(ckpt_path: str) -> LineModule:
     return module
 
 
+POSTPROCESS_KEYS = (
+    "threshold",
+    "method",
+    "assignment",
+    "line_length",
+    "variance",
+    "max_extra_lines",
+)
+
+
 def postprocess(cfg: DictConfig, module: LineModule) -> LinePostprocess:
     """The checkpoint's post-processing, with the command line's non-null overrides."""
-    overrides = {
-        key: cfg[key]
-        for key in ("threshold", "method", "assignment", "line_length", "variance")
-        if cfg.get(key) is not None
-    }
+    overrides = {key: cfg[key] for key in POSTPROCESS_KEYS if cfg.get(key) is not None}
     return dataclasses.replace(module.post, **overrides)
 
 
@@ -199,6 +206,14 @@ def _evaluate(
         )
         write_overlay(out / f"{view_stem(result.sample.key, result.sample.name)}.png", picture)
     summary = scores.summary()
+    set_aside = set(settings.get("set_aside_tablets") or [])
+    aside = [r.row for r in results if r.sample.tablet in set_aside]
+    if aside:
+        kept = [r.row for r in results if r.sample.tablet not in set_aside]
+        summary["without_set_aside"] = {
+            "set_aside": [row["view"] for row in aside],
+            **summary_of_rows(kept),
+        }
     summary["views"] = len(samples)
     summary["views_with_transliteration"] = sum(
         1 for s in samples if s.transliteration is not None and s.transliteration.num_lines

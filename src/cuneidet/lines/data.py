@@ -43,6 +43,11 @@ class LineSample:
     reference: np.ndarray | None = None
 
     @property
+    def tablet(self) -> str:
+        """The tablet's CDLI name (``name`` is ``"tablet view"``)."""
+        return self.name.split(" ")[0]
+
+    @property
     def size(self) -> tuple[int, int]:
         """(height, width)."""
         return int(self.image.shape[0]), int(self.image.shape[1])

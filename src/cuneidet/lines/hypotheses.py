@@ -14,6 +14,7 @@ frame ``x * cos(angle) + y * sin(angle) = dist`` with x = column, y = row.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,9 @@ _CHAIN_GAP_CELLS = 2.0
 _CHAIN_MAX_GAP_PITCHES = 4.0  # disjoint segments are linked across at most 4 line pitches
 _CHAIN_GAP_TOLERANCE = 0.67  # ... and only when they meet within a third of a pitch
 _CHAIN_MIN_COVERAGE = 0.5  # a chain's segments must cover half of its horizontal extent
+_JOIN_MAX_GAP_PITCHES = 8.0  # chains are joined across damage up to 8 line pitches wide ...
+_JOIN_MAX_OVERLAP_PITCHES = 0.5  # ... or overlapping by at most half a pitch ...
+_JOIN_DY_PITCHES = 0.25  # ... when they meet within a quarter of a pitch
 METHODS = ("reference", "chained")
 _EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity, as the skeleton's
 
@@ -84,6 +88,9 @@ class TextLine:
     polyline: np.ndarray
     slope: float
     intercept: float
+    # support from the probability map (predict.line_support: mean p(line) along the polyline
+    # times its length in sign heights); 0 where only a binary map was seen
+    support: float = 0.0
 
     def y_at(self, x: ArrayLike) -> np.ndarray:
         """Line-model y (image px) at image x."""
@@ -106,12 +113,14 @@ class TextLine:
             "polyline": [[float(x), float(y)] for x, y in self.polyline],
             "slope": float(self.slope),
             "intercept": float(self.intercept),
+            "support": float(self.support),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TextLine:
         """Inverse of :meth:`to_dict`."""
         fields = {k: data[k] for k in ("angle", "dist", "votes", "x_min", "x_max")}
+        fields["support"] = data.get("support", 0.0)
         return cls(
             index=int(data["index"]),
             polyline=np.asarray(data["polyline"], dtype=float).reshape(-1, 2),
@@ -156,6 +165,23 @@ class LineHypotheses:
         per_col = np.cumsum(hit_rows, axis=1, dtype=np.int32)
         per_col = np.concatenate([np.zeros((height, 1), np.int32), per_col], axis=1)
         return (per_col[:, x_hi] - per_col[:, x_lo]) > 0
+
+    def keep(self, indices: ArrayLike) -> LineHypotheses:
+        """The hypotheses with only lines ``indices`` (renumbered top to bottom, label map too).
+
+        The binary line map, and so :meth:`on_line_mask`, stays whole: cells of dropped lines
+        are still text-like for the detector's ignore rule.
+        """
+        kept = sorted({int(i) for i in np.asarray(indices, dtype=np.int64).reshape(-1)})
+        if any(not 0 <= i < len(self.lines) for i in kept):
+            raise IndexError(f"line indices {kept} out of range for {len(self.lines)} lines")
+        relabel = np.zeros(len(self.lines) + 1, dtype=self.label_map.dtype)
+        relabel[np.asarray(kept, dtype=np.int64) + 1] = np.arange(1, len(kept) + 1)
+        return dataclasses.replace(
+            self,
+            lines=[dataclasses.replace(self.lines[i], index=n) for n, i in enumerate(kept)],
+            label_map=relabel[self.label_map],
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable summary (the maps go elsewhere, e.g. NPZ)."""
@@ -294,11 +320,18 @@ def _group_means(
     return _Groups(weighted(angles), weighted(dists), total / count)
 
 
-def _median_gap(groups: _Groups, x_centre: float) -> float:
-    """Median vertical distance (cells) between consecutive group lines at the map centre."""
+def _median_gap(groups: _Groups, x_centre: float, min_gap: float = 0.0) -> float:
+    """Median vertical distance (cells) between consecutive group lines at the map centre.
+
+    Gaps of at most ``min_gap`` are left out: two not yet merged Hough lines of one text line
+    (e.g. its pieces left and right of damage) would otherwise drive the median to 0 and so stop
+    the merge that needs it.
+    """
     if len(groups) < 2:
         return float("nan")
-    return float(np.median(np.diff(np.sort(groups.y_at(x_centre)))))
+    gaps = np.diff(np.sort(groups.y_at(x_centre)))
+    gaps = gaps[gaps > min_gap]
+    return float(np.median(gaps)) if len(gaps) else float("nan")
 
 
 def _group_peaks(
@@ -310,7 +343,7 @@ def _group_peaks(
     x_centre = (width - 1) / 2.0
     labels = _components(_intersection_links(angles, dists, interval, same_rho))
     groups = _group_means(labels, accum, angles, dists)
-    gap = _median_gap(groups, x_centre)
+    gap = _median_gap(groups, x_centre, min_gap=same_rho / _SAME_RHO_CELLS)
     if len(groups) >= 2 and gap > 0:
         merged = _components(_area_links(groups, interval, gap))
         groups = _group_means(merged[labels], accum, angles, dists)
@@ -413,12 +446,52 @@ def _chain_groups(
     if not supported.any():
         return None
     segs, labels = segs[supported[labels]], np.cumsum(supported)[labels[supported[labels]]] - 1
+    labels = _join_fragments(segs, labels, slope, pitch)
     groups = _fit_chains(segs, labels)
     order = np.argsort(groups.y_at((width - 1) / 2.0), kind="stable")
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
     traces = [_chain_trace(segs[labels == k]) for k in order]
     return groups.take(order), segs.astype(int), rank[labels], traces
+
+
+def _join_fragments(segs: np.ndarray, labels: np.ndarray, slope: float, pitch: float) -> np.ndarray:
+    """Join chains that are pieces of one text line interrupted by damage.
+
+    A chain's right end and another chain's left end are joined when the gap between them is at
+    most ``_JOIN_MAX_GAP_PITCHES`` (or they overlap by at most ``_JOIN_MAX_OVERLAP_PITCHES``)
+    and, extended by the dominant slope to the middle of the gap, they meet within
+    ``_JOIN_DY_PITCHES`` of a pitch: neighbouring text lines are a whole pitch apart, so this
+    never joins two lines. Each end joins at most once, nearest gaps first. Joining comes after
+    the coverage filter, so a line broken by a wide gap is not dropped for its low coverage.
+    """
+    count = int(labels.max()) + 1
+    traces = [_chain_trace(segs[labels == k]) for k in range(count)]
+    candidates = []
+    for left in range(count):
+        (left_cols, left_rows) = traces[left]
+        for right in range(count):
+            (right_cols, right_rows) = traces[right]
+            if right == left or right_cols[0] <= left_cols[0] or right_cols[-1] <= left_cols[-1]:
+                continue
+            gap = right_cols[0] - left_cols[-1]
+            if not -_JOIN_MAX_OVERLAP_PITCHES * pitch <= gap <= _JOIN_MAX_GAP_PITCHES * pitch:
+                continue
+            middle = (right_cols[0] + left_cols[-1]) / 2.0
+            left_y = left_rows[-1] + slope * (middle - left_cols[-1])
+            right_y = right_rows[0] + slope * (middle - right_cols[0])
+            if abs(left_y - right_y) < _JOIN_DY_PITCHES * pitch:
+                candidates.append((gap, left, right))
+    merged = np.arange(count)
+    right_end_used, left_end_used = set(), set()
+    for _, left, right in sorted(candidates):
+        if left in right_end_used or right in left_end_used or merged[left] == merged[right]:
+            continue
+        right_end_used.add(left)
+        left_end_used.add(right)
+        merged[merged == merged[right]] = merged[left]
+    _, relabelled = np.unique(merged, return_inverse=True)
+    return relabelled[labels]
 
 
 def _coverage(members: np.ndarray) -> float:

@@ -159,6 +159,18 @@ class LineScores:
         }
 
 
+def summary_of_rows(rows: Sequence[dict]) -> dict[str, float | int]:
+    """Precision, recall, F1 and assignment accuracy summed over per-view rows (of
+    ``evaluate.score_view``)."""
+    total = {k: sum(int(r[k]) for r in rows) for k in ("tp", "fp", "fn")}
+    correct = sum(int(r["assigned_correct"]) for r in rows)
+    assigned = sum(int(r["assigned_total"]) for r in rows)
+    scores = LineScores(**total, assigned_correct=correct, assigned_total=assigned)
+    keys = ("precision", "recall", "f1", "tp", "fp", "fn", "assignment_accuracy")
+    figures = {k: v for k, v in scores.summary().items() if k in keys}
+    return figures | {"assignment_correct": correct, "assignment_total": assigned}
+
+
 # -- the content-derived reference assignment --------------------------------------------------
 
 

@@ -64,6 +64,7 @@ class LineModule(pl.LightningModule):
         assignment: str = LinePostprocess.assignment,
         line_length: str = LinePostprocess.line_length,
         variance: float = LinePostprocess.variance,
+        max_extra_lines: int = LinePostprocess.max_extra_lines,
         match_tolerance: float = 0.25,
     ) -> None:
         super().__init__()
@@ -75,6 +76,7 @@ class LineModule(pl.LightningModule):
                 "assignment": assignment,
                 "line_length": line_length,
                 "variance": variance,
+                "max_extra_lines": max_extra_lines,
                 "match_tolerance": match_tolerance,
             },
             logger=False,
@@ -82,7 +84,9 @@ class LineModule(pl.LightningModule):
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        self.post = LinePostprocess(threshold, method, assignment, line_length, variance)
+        self.post = LinePostprocess(
+            threshold, method, assignment, line_length, variance, max_extra_lines
+        )
         self.model_config: dict[str, Any] | None = None
         self.scores = {"val": LineScores(), "test": LineScores()}
 

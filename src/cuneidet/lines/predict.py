@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,10 @@ class LinePostprocess:
     # or "votes" (the reference: Hough votes, in stride-32 cells); and the length variance
     line_length: str = "extent"
     variance: float = 1.0
+    # with a transliteration of N visible lines, keep the N + max_extra_lines best-supported lines
+    # (a line no transliteration line can go to is a false line or one of a damaged edge); a
+    # negative value keeps all
+    max_extra_lines: int = 1
 
 
 LINE_LENGTHS = ("extent", "votes")
@@ -39,6 +44,30 @@ def detected_lengths(hypotheses: LineHypotheses, kind: str) -> np.ndarray:
         scale = hypotheses.grid.stride / REFERENCE_STRIDE
         return np.array([line.votes * scale for line in hypotheses.lines], np.float64)
     return np.array([(line.x_max - line.x_min) / SIGN_HEIGHT for line in hypotheses.lines])
+
+
+def line_support(hypotheses: LineHypotheses, probability: np.ndarray) -> np.ndarray:
+    """Per line: mean p(line) of the map cells under its polyline times its length in sign
+    heights (128 px). Long confident lines score high; short faint ones (damage, museum
+    numbers, edges) low."""
+    grid = hypotheses.grid
+    support = np.zeros(len(hypotheses.lines))
+    for k, line in enumerate(hypotheses.lines):
+        xs = np.arange(line.x_min, line.x_max + grid.stride, grid.stride)
+        cols = np.clip(np.round(grid.to_map(xs)).astype(int), 0, probability.shape[1] - 1)
+        rows = np.round(grid.to_map(line.polyline_y_at(xs))).astype(int)
+        rows = np.clip(rows, 0, probability.shape[0] - 1)
+        length = (line.x_max - line.x_min) / SIGN_HEIGHT
+        support[k] = float(probability[rows, cols].mean()) * length
+    return support
+
+
+def keep_supported(hypotheses: LineHypotheses, support: np.ndarray, count: int) -> LineHypotheses:
+    """At most ``count`` lines: the best-supported ones (ties: the upper line), in order."""
+    if len(hypotheses.lines) <= count:
+        return hypotheses
+    best = np.argsort(-support, kind="stable")[: max(0, count)]
+    return hypotheses.keep(best)
 
 
 def valid_cells(grid: MapGrid, length: int, image_length: int) -> int:
@@ -90,6 +119,17 @@ def hypotheses_from_probability(
         len_max=transliteration.len_max if has_text else 12,
         method=post.method,
     )
+    support = line_support(hypotheses, probability)
+    hypotheses = dataclasses.replace(
+        hypotheses,
+        lines=[
+            dataclasses.replace(line, support=float(value))
+            for line, value in zip(hypotheses.lines, support, strict=True)
+        ],
+    )
+    if has_text and post.max_extra_lines >= 0:
+        count = transliteration.num_lines + int(post.max_extra_lines)
+        hypotheses = keep_supported(hypotheses, support, count)
     if has_text:
         lengths = detected_lengths(hypotheses, post.line_length)
         assigned = assign_lines(
@@ -114,6 +154,7 @@ def describe_lines(hypotheses: LineHypotheses, assigned: np.ndarray) -> list[dic
             "x_max": float(line.x_max),
             "slope": float(line.slope),
             "intercept": float(line.intercept),
+            "support": float(line.support),
         }
         for line, tl in zip(hypotheses.lines, assigned, strict=True)
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -54,10 +55,10 @@ def load_module(
     return module
 
 
-def load_weights(module: DetectorModule, ckpt_path: str | Path) -> DetectorModule:
+def load_weights(module: pl.LightningModule, ckpt_path: str | Path) -> pl.LightningModule:
     """Initialise ``module`` from another run's weights (fine-tuning; optimizer state not kept).
 
-    The networks must match (same backbone, head and number of classes).
+    The networks must match (same kind of model, backbone, head and number of classes).
     """
     path = Path(ckpt_path)
     if not path.is_file():
@@ -67,15 +68,12 @@ def load_weights(module: DetectorModule, ckpt_path: str | Path) -> DetectorModul
         )
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     state = checkpoint.get("state_dict", checkpoint)
-    detector_state = {
-        k.removeprefix("detector."): v for k, v in state.items() if k.startswith("detector.")
-    }
     try:
-        module.detector.load_state_dict(detector_state, strict=True)
+        module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise ConfigError(
             f"init_from={path}: its network does not match model=… of this run ({exc}); "
-            "use the same model/backbone, model/head and num_classes"
+            "use the same model (and its backbone, head, num_classes or line_arch)"
         ) from exc
     return module
 
