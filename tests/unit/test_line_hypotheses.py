@@ -427,3 +427,15 @@ def test_keep_renumbers_lines_and_label_map() -> None:
     assert len(hyp.keep([])) == 0
     with pytest.raises(IndexError):
         hyp.keep([6])
+
+
+def test_fraction_of_boxes_on_lines_flags_misregistered_annotations() -> None:
+    from cuneidet.lines.audit import fraction_on_lines
+
+    hyp = detect_lines(render(HORIZONTAL), IMAGE, method="chained")
+    on_line = [(x - 50, y - 60, x + 50, y + 60) for y in (273, 593, 1073) for x in (400, 1200)]
+    off = [(900, 1300, 1000, 1400), (5000, 100, 5100, 200)]  # between lines' ends; outside
+    assert fraction_on_lines(hyp, np.array(on_line)) == 1.0
+    assert fraction_on_lines(hyp, np.array(on_line + off)) == pytest.approx(6 / 8)
+    assert fraction_on_lines(hyp, np.array(off)) == 0.0
+    assert math.isnan(fraction_on_lines(hyp, np.zeros((0, 4))))

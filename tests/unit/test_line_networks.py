@@ -233,3 +233,24 @@ def test_init_from_loads_a_line_network(tmp_path):
         assert torch.equal(value, saved[name]), name
     with pytest.raises(ConfigError, match="does not match"):
         load_weights(fresh, detector)
+
+
+def test_excluded_training_tablets_leave_train_and_val_but_not_the_split(tmp_path):
+    from cuneidet.lines.data import LineDataModule
+    from tests.synthetic_csdd import make_synthetic_csdd
+
+    data = make_synthetic_csdd(tmp_path / "data", train_tablets=4, test_tablets=2, with_lines=True)
+
+    def names(**options):
+        module = LineDataModule(data_dir=str(data), val_fraction=0.25, progress=False, **options)
+        module.setup()
+        tablets = [{s.tablet for s in module.train_samples}, {s.tablet for s in module.val_samples}]
+        return tablets + [{s.tablet for s in module.test_samples}]
+
+    train, val, test = names()
+    assert len(train) == 3 and len(val) == 1 and len(test) == 2
+    left_out = sorted(train)[0]
+    train_x, val_x, test_x = names(exclude_train_tablets=[left_out, *val])
+    assert train_x == train - {left_out} and val_x == set(), "the split itself is unchanged"
+    assert test_x == test
+    assert names(exclude_train_tablets=sorted(test))[2] == test, "the test split is never filtered"

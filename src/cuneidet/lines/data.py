@@ -194,6 +194,7 @@ class LineDataModule(pl.LightningDataModule):
         brightness: float = 0.25,
         contrast: float = 0.25,
         limit_views: int | None = None,
+        exclude_train_tablets: Sequence[str] = (),
         progress: bool = True,
     ) -> None:
         super().__init__()
@@ -230,12 +231,20 @@ class LineDataModule(pl.LightningDataModule):
             train, val = split_by_tablet(
                 [v.segment for v in views], hp.val_fraction, hp.split_seed, hp.val_tablets
             )
-            self.train_samples = self.load([by_segment[s.key] for s in train])
-            self.val_samples = self.load([by_segment[s.key] for s in val])
+            # left out after the split, so that the validation tablets stay the same
+            excluded = set(hp.exclude_train_tablets or ())
+            self.train_samples = self.load(
+                [by_segment[s.key] for s in train if s.tablet not in excluded]
+            )
+            self.val_samples = self.load(
+                [by_segment[s.key] for s in val if s.tablet not in excluded]
+            )
             log.info(
-                "line network: %d training views, %d validation views",
+                "line network: %d training views, %d validation views (%d left out: %s)",
                 len(self.train_samples),
                 len(self.val_samples),
+                sum(s.tablet in excluded for s in train + val),
+                sorted(excluded),
             )
         if stage in (None, "test") and self.test_samples is None:
             self.test_samples = self.load(self._views(hp.test_split))

@@ -1,0 +1,32 @@
+"""Do a view's annotations fit its photograph? Box centres against the text lines found on it.
+
+Some photographs shipped with the CSDD metadata are not the ones the boxes were drawn on (another
+layout or framing of the tablet): the boxes then fall on background or on an edge. A line network
+sees where the text is; on a well-registered view nearly every annotated sign centre lies on a
+detected text line (the median over the 81 photos is about 0.98), on a misregistered one few do.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cuneidet.lines.hypotheses import LineHypotheses
+
+MIN_FIT = 0.5
+"""Views with a smaller fraction of box centres on text lines are flagged."""
+
+
+def fraction_on_lines(hypotheses: LineHypotheses, boxes: np.ndarray, padding: int = 5) -> float:
+    """Fraction of the boxes (xyxy, view pixels) whose centre lies on the view's text-line mask
+    (:meth:`LineHypotheses.on_line_mask`); centres outside the view count as off. NaN without
+    boxes."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if not len(boxes):
+        return float("nan")
+    mask = hypotheses.on_line_mask(padding)
+    cx = np.floor((boxes[:, 0] + boxes[:, 2]) / 2).astype(np.int64)
+    cy = np.floor((boxes[:, 1] + boxes[:, 3]) / 2).astype(np.int64)
+    inside = (cx >= 0) & (cy >= 0) & (cx < mask.shape[1]) & (cy < mask.shape[0])
+    on = np.zeros(len(boxes), bool)
+    on[inside] = mask[cy[inside], cx[inside]]
+    return float(on.mean())
