@@ -6,8 +6,12 @@
         [--out results/annotation_fit.csv]
 
 For every view with boxes, the fraction of box centres on a detected text line
-(``cuneidet.lines.audit``). Writes a CSV sorted by that fraction (a temp file, then renamed) and
-prints the flagged views (fraction below --min-fit).
+(``cuneidet.lines.audit``) and the median sign height at the working scale. Writes a CSV sorted
+by that fraction (a temp file, then renamed) and prints the flagged views (fraction below
+--min-fit). A flag asks for a look, it is no verdict: the boxes may have been drawn on another
+photo or framing (boxes on background or an edge, text lines elsewhere), or the network may
+simply find no text, e.g. when the view's signs are far from SIGN_HEIGHT px high (a wrong
+``scale``) or only a few damaged signs are left.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ from __future__ import annotations
 import argparse
 import logging
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from cuneidet.align import SIGN_HEIGHT
 from cuneidet.cli.lines import load_line_module
 from cuneidet.data.csdd import CSDD, annotated_segments
 from cuneidet.data.datasets import load_segment_samples
@@ -51,6 +57,8 @@ def main() -> None:
             probability, module.grid, (height, width), None, keep_all
         )
         fit = fraction_on_lines(hypotheses, sample.boxes)
+        heights = sample.boxes[:, 3] - sample.boxes[:, 1]
+        sign_height = float(np.median(heights)) if len(heights) else float("nan")
         rows.append(
             {
                 "key": sample.key,
@@ -58,6 +66,8 @@ def main() -> None:
                 "boxes": len(sample.boxes),
                 "lines": len(hypotheses),
                 "fraction_on_lines": round(fit, 4),
+                "sign_height_px": round(sign_height, 1),
+                "sign_height_ratio": round(sign_height / SIGN_HEIGHT, 2),
                 "flagged": bool(fit < args.min_fit),
             }
         )

@@ -244,8 +244,8 @@ def test_excluded_training_tablets_leave_train_and_val_but_not_the_split(tmp_pat
     def names(**options):
         module = LineDataModule(data_dir=str(data), val_fraction=0.25, progress=False, **options)
         module.setup()
-        tablets = [{s.tablet for s in module.train_samples}, {s.tablet for s in module.val_samples}]
-        return tablets + [{s.tablet for s in module.test_samples}]
+        splits = (module.train_samples, module.val_samples, module.test_samples)
+        return [{s.tablet for s in samples} for samples in splits]
 
     train, val, test = names()
     assert len(train) == 3 and len(val) == 1 and len(test) == 2
