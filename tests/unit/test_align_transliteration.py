@@ -148,3 +148,24 @@ def test_view_transliteration_reads_the_csdd(tmp_path: Path) -> None:
     saa = view_transliteration(csdd, "saa01", 0, "W001")
     assert saa.lengths.tolist() == [2, 2]
     assert view_transliteration(csdd, "train", 0, "W001").num_lines == 0
+
+
+def test_span_counts_broken_signs_between_visible_ones() -> None:
+    signs = [
+        (0, 0, 1, 0),  # broken before the first visible sign: not in the span
+        (0, 1, 1, 1),  # 64 px
+        (0, 2, 2, 0),  # broken between visible signs: 160 px of clay
+        (0, 3, 3, 2),  # 96 px
+        (0, 4, 2, 0),  # broken after the last visible sign: not in the span
+        (1, 0, 2, 1),  # line 1: nothing broken inside
+        (1, 1, 3, 1),
+    ]
+    first, second = prepare_transliteration(_rows(signs), PRIORS).lines
+    assert first.length == 64 + 96
+    assert first.span == 64 + 160 + 96
+    assert second.span_length is None and second.span == second.length == 160 + 96
+
+
+def test_span_shorter_than_the_visible_length_is_rejected() -> None:
+    with pytest.raises(DataFormatError, match="span_length"):
+        TransliterationLine(0, [1, 2], [1, 2], [0, 1], [64.0, 160.0], span_length=100.0)

@@ -18,7 +18,7 @@ from cuneidet.align import (
     gale_church,
     match_cost,
 )
-from cuneidet.align.line_assignment import rescale_to_max
+from cuneidet.align.line_assignment import rescale_to_max, text_lengths
 from cuneidet.errors import ConfigError, DataFormatError
 
 # prior lengths of a 5-line view (px) and its line indices (line 2 is absent: not visible)
@@ -215,3 +215,40 @@ def test_assign_lines_methods() -> None:
     assert assign_lines(detected, _view(), method="order").tolist() == [0, 1, 3, 4, 5, -1]
     assert assign_lines(detected, _view()).tolist() == [0, 1, -1, 3, 4, 5]
     assert assign_lines(detected, _view(), method="gale_church").tolist() == [0, 1, -1, 3, 4, 5]
+
+
+def test_refit_scale_recovers_what_an_overlong_line_breaks() -> None:
+    """The last transliteration line runs round the edge (6400 px, 12 sign heights seen), so
+    scaling the longest to the longest shrinks the others by 2.7×; line 3 is not detected.
+    Refitting the scale on the 1-1 beads recovers the true 1/128."""
+    tl = [_line(i, n) for i, n in enumerate([960.0, 1600, 1920, 1280, 1920, 6400])]
+    detected = [7.5, 12.5, 15.0, 15.0, 12.0]
+    assert assign_gale_church(detected, tl, 1.0, rescale="max").tolist() == [1, 2, 3, 4, 5]
+    assert assign_gale_church(detected, tl, 1.0, rescale="refit").tolist() == [0, 1, 2, 4, 5]
+    text = ViewTransliteration(tl)
+    assert assign_lines(detected, text, variance=1.0, rescale="refit").tolist() == [0, 1, 2, 4, 5]
+
+
+def test_refit_keeps_consistent_lengths_aligned_one_to_one() -> None:
+    detected = [n / 40 for n in TL_LENGTHS]
+    for rescale in ("max", "refit"):
+        assigned = assign_gale_church(detected, _view(), rescale=rescale)
+        assert assigned.tolist() == TL_INDICES
+
+
+def test_span_lengths_are_used_when_asked() -> None:
+    """Two lines of equal visible length; the first has broken signs inside, so its span is
+    longer, and only the span tells which detected line (short, long) is which."""
+    short = TransliterationLine(0, [1], [1], [0], [300.0])
+    gapped = TransliterationLine(1, [1, 1], [1, 1], [0, 2], [150.0, 150.0], span_length=700.0)
+    detected = [7.0, 3.0]  # the gapped line first, then the short one, top to bottom
+    text = [gapped, short]
+    assert text_lengths(text, "visible").tolist() == [300.0, 300.0]
+    assert text_lengths(text, "span").tolist() == [700.0, 300.0]
+    assert assign_gale_church(detected, text, 1.0, text_length="span").tolist() == [1, 0]
+
+
+@pytest.mark.parametrize(("option", "value"), [("text_length", "all"), ("rescale", "median")])
+def test_unknown_length_options_are_config_errors(option: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=value):
+        assign_gale_church([1.0], _view(), **{option: value})

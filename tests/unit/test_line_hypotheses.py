@@ -127,6 +127,23 @@ def test_curved_lines_follow_polyline(method: str) -> None:
         assert len(tl.polyline) > 2
 
 
+def test_band_follows_a_bent_line() -> None:
+    """Near the middle of an arc, a sign 0.9 half-pitches off the text line is in its band even
+    where it lies more than half a pitch off the straight line model (the reference's band)."""
+    specs = [line(y, sag=64.0) for y in (273, 529, 785, 1041)]
+    hyp = detect_lines(render(specs), IMAGE)
+    tl, half = hyp.lines[1], hyp.pitch / 2
+    x = np.linspace(tl.x_min + 50, tl.x_max - 50, 41)
+    on_line = tl.polyline_y_at(x)
+    away = np.sign(on_line - tl.y_at(x))  # the side where the text bends away from the model
+    inside = np.stack([x, on_line + away * 0.9 * half], axis=1)
+    outside = np.stack([x, on_line + away * 1.1 * half], axis=1)
+    assert hyp.band_contains(1, inside).all()
+    assert not hyp.band_contains(1, outside).any()
+    straight_miss = np.abs(inside[:, 1] - tl.y_at(x)) > half
+    assert straight_miss.any(), "the straight model would have lost some of these signs"
+
+
 @pytest.mark.parametrize("grid", [GRID32, GRID8], ids=["stride32", "stride8"])
 @pytest.mark.parametrize("method", METHODS)
 def test_lines_joined_by_bridges_stay_separate(grid: MapGrid, method: str) -> None:

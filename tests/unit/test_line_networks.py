@@ -254,3 +254,49 @@ def test_excluded_training_tablets_leave_train_and_val_but_not_the_split(tmp_pat
     assert train_x == train - {left_out} and val_x == set(), "the split itself is unchanged"
     assert test_x == test
     assert names(exclude_train_tablets=sorted(test))[2] == test, "the test split is never filtered"
+
+
+def test_postprocess_settings_reach_their_own_fields(tmp_path):
+    """Every post-processing setting of model=line_net lands in its LinePostprocess field, and a
+    checkpoint written before a setting existed gets that setting's default."""
+    import dataclasses
+
+    from cuneidet.cli.lines import load_line_module
+
+    settings = {
+        "threshold": 0.6,
+        "method": "reference",
+        "assignment": "order",
+        "line_length": "votes",
+        "variance": 3.0,
+        "max_extra_lines": 2,
+        "text_length": "visible",
+        "rescale": "max",
+    }
+    assert set(settings) == {f.name for f in dataclasses.fields(LinePostprocess)}
+    overrides = ["model=line_net"] + [f"model.{k}={v}" for k, v in settings.items()]
+    module = load_line_module(str(_save_checkpoint(tmp_path / "new.ckpt", overrides)))
+    assert dataclasses.asdict(module.post) == settings
+    checkpoint = _save_checkpoint(tmp_path / "old.ckpt", ["model=line_net"])
+    saved = torch.load(checkpoint, weights_only=False)
+    for key in ("text_length", "rescale"):  # as in checkpoints older than these settings
+        del saved["cuneidet"]["model_config"][key]
+    torch.save(saved, checkpoint)
+    assert load_line_module(str(checkpoint)).post == LinePostprocess()
+
+
+@pytest.mark.parametrize("stride", [8, 16])
+def test_every_seg_net_parameter_gets_a_gradient(stride):
+    """DDP stops on parameters without a gradient: the FPN levels the head does not read keep
+    no output convolution, and checkpoints that still hold one load."""
+    from cuneidet.lines.networks import LineSegNet
+
+    net = LineSegNet(stride=stride, channels=8)
+    net(torch.randn(1, 1, 96, 96)).sum().backward()
+    assert [name for name, p in net.named_parameters() if p.grad is None] == []
+    old = net.state_dict()
+    old["fpn.fpn.layer_blocks.1.0.weight"] = torch.zeros(8, 8, 3, 3)  # as in older checkpoints
+    old["fpn.fpn.layer_blocks.1.0.bias"] = torch.zeros(8)
+    fresh = LineSegNet(stride=stride, channels=8)
+    fresh.load_state_dict(old, strict=True)
+    torch.testing.assert_close(fresh.head[0].weight, net.head[0].weight)

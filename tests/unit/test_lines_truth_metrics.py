@@ -150,3 +150,43 @@ def test_summary_of_rows_sums_views():
     assert summary["assignment_accuracy"] == pytest.approx(0.75)
     assert summary["assignment_total"] == 8
     assert summary_of_rows([])["f1"] == 0.0
+
+
+def test_scores_of_shards_merge_into_the_whole():
+    first = LineScores(tp=3, fp=1, fn=2, assigned_correct=2, assigned_total=3)
+    first.order_correct, first.order_total, first.views = 1, 2, [{"view": "a"}]
+    second = LineScores(tp=4, fp=0, fn=1, assigned_correct=3, assigned_total=3)
+    second.order_correct, second.order_total, second.views = 2, 2, [{"view": "b"}]
+    merged = LineScores.merged([first, second])
+    assert (merged.tp, merged.fp, merged.fn) == (7, 1, 3)
+    assert merged.assignment_accuracy == pytest.approx(5 / 6)
+    assert merged.order_accuracy == pytest.approx(3 / 4)
+    assert merged.views == [{"view": "a"}, {"view": "b"}]
+    assert LineScores.merged([]).f1 == 0.0
+
+
+def test_line_module_sums_the_scores_of_all_ranks(monkeypatch):
+    """Under DDP every rank scores its share of the views, padded with repeats; the logged
+    figures count each view once."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from cuneidet.lines.module import LineModule
+    from cuneidet.lines.networks import PaperLineNet
+
+    module = LineModule(net=PaperLineNet(), optimizer=torch.optim.SGD)
+    mine = {"test/1": LineScores(tp=2, fp=2, fn=0), "test/2": LineScores(tp=1, fp=0, fn=1)}
+    other = {"test/3": LineScores(tp=6, fp=0, fn=2), "test/1": mine["test/1"]}  # a padded repeat
+    module.view_scores["val"] = mine
+    assert module._all_views("val") is mine  # no trainer: one process
+    module._trainer = SimpleNamespace(world_size=2)
+
+    def all_gather_object(out, obj):
+        out[0], out[1] = obj, other
+
+    monkeypatch.setattr(torch.distributed, "all_gather_object", all_gather_object)
+    views = module._all_views("val")
+    assert sorted(views) == ["test/1", "test/2", "test/3"]
+    merged = LineScores.merged(list(views.values()))
+    assert (merged.tp, merged.fp, merged.fn) == (9, 2, 3)

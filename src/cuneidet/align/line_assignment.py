@@ -15,8 +15,13 @@ Two methods:
 ``gale_church``
     The reference's adaptation of Gale & Church's length-based sentence alignment: dynamic
     programming over beads (1-1, 1-0, 0-1, 2-1, 1-2, 2-2) whose cost is a length-mismatch term
-    plus a bead penalty. Transliteration lines use their prior length, rescaled so the longest
-    equals the longest detected line.
+    plus a bead penalty. Transliteration lines use their prior length (``text_length``:
+    ``visible``, the reference's sum of visible sign widths, or ``span``, which also counts the
+    broken signs between visible ones), rescaled so the longest equals the longest detected
+    line (``rescale="max"``, the reference). ``rescale="refit"`` then re-estimates the scale as
+    the median detected/prior length ratio of the 1-1 beads and aligns again, until the scale
+    repeats: one overlong transliteration line (text running round the edge) no longer shrinks
+    every other line.
 
 Bead semantics (detected, transliteration):
 
@@ -56,6 +61,9 @@ VARIANCE = 6.0
 """Variance per unit length of the length difference (the reference's call uses 6.0)."""
 
 LINE_ASSIGNMENT_METHODS = ("order", "gale_church")
+TEXT_LENGTHS = ("visible", "span")
+RESCALINGS = ("max", "refit")
+MAX_REFITS = 10
 
 _LOG_FLOOR = 1e-300
 _ASYMPTOTIC_FROM = 25.0  # erfc(25) ≈ 8e-274: beyond this, use the asymptotic series of erfc
@@ -202,23 +210,68 @@ def rescale_to_max(lengths: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return lengths * (top / lengths.max())
 
 
+def one_to_one_scale(beads: Sequence[Bead], source: np.ndarray, target: np.ndarray) -> float | None:
+    """Median ``source / target`` length ratio over the 1-1 beads (None without a usable one)."""
+    ratios = [
+        source[s[0]] / target[t[0]]
+        for s, t in beads
+        if len(s) == len(t) == 1 and target[t[0]] > 0 and source[s[0]] > 0
+    ]
+    return float(np.median(ratios)) if ratios else None
+
+
+def refit_gale_church(
+    source: np.ndarray, target: np.ndarray, variance: float, max_refits: int = MAX_REFITS
+) -> list[Bead]:
+    """Gale–Church with the target lengths rescaled to the source's, the scale refitted.
+
+    Starts from :func:`rescale_to_max`; then sets the scale to the median length ratio of the
+    1-1 beads (:func:`one_to_one_scale`) and aligns again, until a scale repeats (to 3 decimals,
+    cycles included) or after ``max_refits`` refits.
+    """
+    scaled = rescale_to_max(target, source)
+    beads = gale_church(source, scaled, variance)
+    seen: set[float] = set()
+    for _ in range(max_refits):
+        scale = one_to_one_scale(beads, source, target)
+        if scale is None or round(scale, 3) in seen:
+            break
+        seen.add(round(scale, 3))
+        beads = gale_church(source, target * scale, variance)
+    return beads
+
+
+def text_lengths(lines: Sequence[TransliterationLine], kind: str = "visible") -> np.ndarray:
+    """Prior length (px) of each transliteration line: ``visible`` or ``span`` (see above)."""
+    if kind not in TEXT_LENGTHS:
+        raise ConfigError(f"unknown text length {kind!r}; choose one of {TEXT_LENGTHS}")
+    return np.array([line.length if kind == "visible" else line.span for line in lines])
+
+
 def assign_gale_church(
     detected_lengths: Sequence[float],
     tl_lines: Sequence[TransliterationLine] | ViewTransliteration,
     variance: float = VARIANCE,
+    text_length: str = "visible",
+    rescale: str = "max",
 ) -> np.ndarray:
     """Assign transliteration lines to detected lines with :func:`gale_church`.
 
-    ``detected_lengths`` are the Hough accumulator values, top to bottom; the transliteration
-    lines' prior lengths are rescaled to the longest detected line. See the module docstring for
-    the bead semantics.
+    ``detected_lengths`` are the detected lines' lengths (the reference: Hough accumulator
+    values), top to bottom. The transliteration lines' prior lengths (``text_length``) are
+    rescaled by ``rescale`` (see the module docstring); the defaults are the reference's.
     """
     detected = _check_lengths(detected_lengths, "detected line lengths")
+    if rescale not in RESCALINGS:
+        raise ConfigError(f"unknown rescaling {rescale!r}; choose one of {RESCALINGS}")
     lines = _tl_lines(tl_lines)
+    prior = text_lengths(lines, text_length)
     if len(detected) == 0 or not lines:
         return np.full(len(detected), -1, dtype=np.int64)
-    tl_lengths = rescale_to_max(np.array([line.length for line in lines]), detected)
-    beads = gale_church(detected, tl_lengths, variance)
+    if rescale == "refit":
+        beads = refit_gale_church(detected, prior, variance)
+    else:
+        beads = gale_church(detected, rescale_to_max(prior, detected), variance)
     return assignment_from_beads(beads, len(detected), [line.line_idx for line in lines])
 
 
@@ -227,6 +280,8 @@ def assign_lines(
     transliteration: ViewTransliteration,
     method: str = "gale_church",
     variance: float = VARIANCE,
+    text_length: str = "visible",
+    rescale: str = "max",
 ) -> np.ndarray:
     """Transliteration ``line_idx`` (or -1) per detected line, by ``method`` (order/gale_church)."""
     if method not in LINE_ASSIGNMENT_METHODS:
@@ -236,4 +291,4 @@ def assign_lines(
     detected = _check_lengths(detected_lengths, "detected line lengths")
     if method == "order":
         return assign_by_order(len(detected), transliteration.line_indices)
-    return assign_gale_church(detected, transliteration, variance)
+    return assign_gale_church(detected, transliteration, variance, text_length, rescale)

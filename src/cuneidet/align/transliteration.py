@@ -53,6 +53,9 @@ class TransliterationLine:
     mzl: np.ndarray
     pos_idx: np.ndarray
     widths: np.ndarray
+    # px from the first visible sign's left edge to the last one's right edge, broken signs
+    # between them included; None: no broken sign between visible ones (span = length)
+    span_length: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "line_idx", int(self.line_idx))
@@ -64,6 +67,14 @@ class TransliterationLine:
             raise DataFormatError(
                 f"transliteration line {self.line_idx}: arrays differ in length {sizes}"
             )
+        if self.span_length is not None:
+            span = float(self.span_length)
+            if not np.isfinite(span) or span < self.length:
+                raise DataFormatError(
+                    f"transliteration line {self.line_idx}: span_length {span} must be finite "
+                    f"and ≥ the visible length {self.length}"
+                )
+            object.__setattr__(self, "span_length", span)
 
     @property
     def centres(self) -> np.ndarray:
@@ -74,6 +85,12 @@ class TransliterationLine:
     def length(self) -> float:
         """Prior line length in px: ``round(sum(widths))``."""
         return float(np.round(self.widths.sum()))
+
+    @property
+    def span(self) -> float:
+        """Prior length in px of the stretch the visible signs occupy, broken signs between
+        them included (``span_length``, or :attr:`length` without one)."""
+        return self.length if self.span_length is None else float(self.span_length)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -145,13 +162,22 @@ def _check_single_view(rows: pd.DataFrame) -> None:
 def _make_line(
     line_idx: int, signs: pd.DataFrame, width_priors: Mapping[int, tuple[float, float]]
 ) -> TransliterationLine:
+    """The visible signs of one line's rows (all statuses, sorted by ``pos_idx``)."""
+    visible = signs["status"].to_numpy() > 0
+    first, last = np.flatnonzero(visible)[[0, -1]]
+    inner = signs.iloc[first : last + 1]
+    inner_widths = prior_widths(inner["train_label"].to_numpy(dtype=np.int64), width_priors)
+    signs = signs[visible]
     labels = signs["train_label"].to_numpy(dtype=np.int64)
+    widths = prior_widths(labels, width_priors)
+    broken_inside = len(inner) > len(signs)
     return TransliterationLine(
         line_idx=line_idx,
         labels=labels,
         mzl=signs["mzl_label"].to_numpy(dtype=np.int64),
         pos_idx=signs["pos_idx"].to_numpy(dtype=np.int64),
-        widths=prior_widths(labels, width_priors),
+        widths=widths,
+        span_length=float(np.round(inner_widths.sum())) if broken_inside else None,
     )
 
 
@@ -161,18 +187,19 @@ def prepare_transliteration(
     """Visible lines of one view from its transliteration rows.
 
     Drops signs with ``status == 0`` and lines left empty; sorts lines by ``line_idx`` and signs
-    by ``pos_idx``. A frame without rows gives no lines. Raises :class:`DataFormatError` if a
-    required column is missing or the rows mix several views.
+    by ``pos_idx``. Broken signs between visible ones count towards each line's ``span``. A
+    frame without rows gives no lines. Raises :class:`DataFormatError` if a required column is
+    missing or the rows mix several views.
     """
     if len(rows) == 0:
         return ViewTransliteration(lines=[])
     _check_columns(rows)
     _check_single_view(rows)
-    visible = rows[rows["status"].to_numpy() > 0]
-    visible = visible.sort_values(["line_idx", "pos_idx"], kind="stable")
+    rows = rows.sort_values(["line_idx", "pos_idx"], kind="stable")
     lines = [
         _make_line(int(line_idx), signs, width_priors)
-        for line_idx, signs in visible.groupby("line_idx", sort=True)
+        for line_idx, signs in rows.groupby("line_idx", sort=True)
+        if (signs["status"].to_numpy() > 0).any()
     ]
     return ViewTransliteration(lines=lines)
 

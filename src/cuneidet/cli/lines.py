@@ -60,6 +60,8 @@ POSTPROCESS_KEYS = (
     "line_length",
     "variance",
     "max_extra_lines",
+    "text_length",
+    "rescale",
 )
 
 
@@ -93,7 +95,7 @@ def choose_views(csdd: CSDD, views: DictConfig) -> pd.DataFrame:
 
 
 def predict_views(cfg: DictConfig, module: LineModule, output_dir: Path) -> dict[str, Any]:
-    csdd = CSDD(resolve_data_dir(cfg.data_dir))
+    csdd = CSDD(resolve_data_dir(cfg.data_dir), registration_fixes=cfg.registration_fixes)
     source = PhotoCache(
         build_photo_source(
             cfg.image_source, csdd.data_dir, folder=cfg.image_folder, **cfg.image_source_options
@@ -158,6 +160,7 @@ def evaluate_sets(cfg: DictConfig, module: LineModule, output_dir: Path) -> dict
         image_source=cfg.image_source,
         image_folder=cfg.image_folder,
         image_source_options=cfg.image_source_options,
+        registration_fixes=cfg.registration_fixes,
         progress=cfg.progress,
     )
     for split in settings.real_splits:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from cuneidet.data.registration import shift_columns
 from cuneidet.errors import ConfigError, DataFormatError, DataNotFoundError
 
 if TYPE_CHECKING:
@@ -402,10 +403,13 @@ def _codepoint_char(value: Any, path: Path, row: int) -> str:
 class CSDD:
     """The CSDD metadata under ``<data_dir>/csdd``; parsed tables are cached per instance.
 
-    Accessors return copies, so callers may modify them freely.
+    Accessors return copies, so callers may modify them freely. With ``registration_fixes``
+    (default), the segments listed in :data:`cuneidet.data.registration.SEGMENT_SHIFTS` are
+    moved to where their view is in the photo we have (segment bbox and the boxes' photo
+    coordinates; segment coordinates are unchanged); ``False`` gives the release as it is.
     """
 
-    def __init__(self, data_dir: str | Path) -> None:
+    def __init__(self, data_dir: str | Path, registration_fixes: bool = True) -> None:
         data_dir = Path(data_dir).expanduser().resolve()
         root = data_dir / "csdd"
         if not root.is_dir():
@@ -418,6 +422,7 @@ class CSDD:
             )
         self.data_dir = data_dir
         self.root = root
+        self.registration_fixes = bool(registration_fixes)
         self._cache: dict[tuple[str, str], pd.DataFrame] = {}
         self._warned: set[str] = set()
 
@@ -504,7 +509,26 @@ class CSDD:
         _check_segments(frame, path)
         degenerate = (frame["x1"] <= frame["x0"]) | (frame["y1"] <= frame["y0"])
         _log_skip(int(degenerate.sum()), len(frame), "degenerate bbox", str(path))
-        return frame[~degenerate].reset_index(drop=True)
+        return self._registered(frame[~degenerate].reset_index(drop=True), SEG_COLS, str(path))
+
+    def _registered(self, frame: pd.DataFrame, columns: Sequence[str], where: str) -> pd.DataFrame:
+        """``frame`` with the known segment shifts applied to its photo-pixel ``columns``
+        (x0, y0, x1, y1 order), when ``registration_fixes`` is on."""
+        if not self.registration_fixes:
+            return frame
+        frame, used = shift_columns(frame, columns[0::2], columns[1::2])
+        for shift in used:
+            log.info(
+                "%s: segment %s/%s of %s moved by (%+d, %+d) px to where its view is in the "
+                "photo (cuneidet.data.registration; CSDD(registration_fixes=False) keeps it)",
+                where,
+                shift.collection,
+                shift.segm_idx,
+                shift.tablet,
+                shift.dx,
+                shift.dy,
+            )
+        return frame
 
     # -- transliterations --------------------------------------------------------------------
 
@@ -590,7 +614,7 @@ class CSDD:
                 **{c: np.rint(glob[:, i]).astype(np.int64) for i, c in enumerate(GLOBAL_COLS)},
             }
         )
-        return frame
+        return self._registered(frame, GLOBAL_COLS, str(path))
 
     # -- lines -------------------------------------------------------------------------------
 

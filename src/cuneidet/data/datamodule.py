@@ -92,6 +92,7 @@ class CSDDDataModule(pl.LightningDataModule):
         brightness: float = 0.5,
         contrast: float = 0.5,
         limit_segments: int | None = None,
+        registration_fixes: bool = True,
         seed: int = 0,
         progress: bool = True,
     ) -> None:
@@ -112,7 +113,10 @@ class CSDDDataModule(pl.LightningDataModule):
     @property
     def csdd(self) -> CSDD:
         if self._csdd is None:
-            self._csdd = CSDD(resolve_data_dir(self.hparams.data_dir))
+            self._csdd = CSDD(
+                resolve_data_dir(self.hparams.data_dir),
+                registration_fixes=self.hparams.registration_fixes,
+            )
         return self._csdd
 
     def photo_source(self, kind: str | None = None) -> PhotoSource:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cuneidet.lines.hypotheses import LineHypotheses
+from cuneidet.lines.hypotheses import LineHypotheses, MapGrid
 
 MIN_FIT = 0.5
 """Views with a smaller fraction of box centres on text lines are flagged."""
@@ -32,3 +32,23 @@ def fraction_on_lines(hypotheses: LineHypotheses, boxes: np.ndarray, padding: in
     on = np.zeros(len(boxes), bool)
     on[inside] = mask[cy[inside], cx[inside]]
     return float(on.mean())
+
+
+def shift_scores(
+    probability: np.ndarray, grid: MapGrid, centres: np.ndarray, shifts: np.ndarray
+) -> np.ndarray:
+    """Per shift ``(dx, dy)`` (view pixels), the mean p(line) at the ``centres`` (``[N, 2]``,
+    view pixels) moved by it; centres falling outside the map count as 0. Used to find where a
+    misregistered view's boxes belong (``scripts/register_segment.py``)."""
+    centres = np.asarray(centres, np.float64).reshape(-1, 2)
+    shifts = np.asarray(shifts, np.float64).reshape(-1, 2)
+    if not len(centres):
+        return np.full(len(shifts), np.nan)
+    moved = centres[None, :, :] + shifts[:, None, :]
+    cols = np.round(grid.to_map(moved[..., 0])).astype(np.int64)
+    rows = np.round(grid.to_map(moved[..., 1])).astype(np.int64)
+    height, width = probability.shape
+    inside = (cols >= 0) & (rows >= 0) & (cols < width) & (rows < height)
+    values = np.zeros(cols.shape)
+    values[inside] = probability[rows[inside], cols[inside]]
+    return values.mean(axis=1)

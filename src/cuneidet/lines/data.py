@@ -195,6 +195,7 @@ class LineDataModule(pl.LightningDataModule):
         contrast: float = 0.25,
         limit_views: int | None = None,
         exclude_train_tablets: Sequence[str] = (),
+        registration_fixes: bool = True,
         progress: bool = True,
     ) -> None:
         super().__init__()
@@ -208,7 +209,10 @@ class LineDataModule(pl.LightningDataModule):
     @property
     def csdd(self) -> CSDD:
         if self._csdd is None:
-            self._csdd = CSDD(resolve_data_dir(self.hparams.data_dir))
+            self._csdd = CSDD(
+                resolve_data_dir(self.hparams.data_dir),
+                registration_fixes=self.hparams.registration_fixes,
+            )
         return self._csdd
 
     @property

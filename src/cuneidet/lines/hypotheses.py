@@ -145,12 +145,14 @@ class LineHypotheses:
         return len(self.lines)
 
     def band_contains(self, index: int, points: ArrayLike) -> np.ndarray:
-        """Per (x, y) point: within half a pitch of line ``index`` and inside its extent."""
+        """Per (x, y) point: within half a pitch of line ``index``'s polyline (vertically) and
+        inside its extent. The reference's band follows the straight line model; on a bent line
+        that loses the signs where the text curves away from it."""
         pts = np.asarray(points, dtype=float).reshape(-1, 2)
         line = self.lines[index]
         half = (DEFAULT_PITCH_PX if math.isnan(self.pitch) else self.pitch) / 2.0
         x, y = pts[:, 0], pts[:, 1]
-        near = np.abs(y - line.y_at(x)) <= half
+        near = np.abs(y - line.polyline_y_at(x)) <= half
         return near & (x >= line.x_min) & (x <= line.x_max)
 
     def on_line_mask(self, padding: int = 5) -> np.ndarray:

@@ -143,6 +143,16 @@ class LineScores:
     def order_accuracy(self) -> float:
         return self.order_correct / self.order_total if self.order_total else float("nan")
 
+    @classmethod
+    def merged(cls, parts: Sequence[LineScores]) -> LineScores:
+        """The scores of several shards (e.g. DDP ranks) summed; views kept in part order."""
+        counts = ("tp", "fp", "fn", "assigned_correct", "assigned_total")
+        merged = cls(**{k: sum(getattr(p, k) for p in parts) for k in counts})
+        merged.order_correct = sum(p.order_correct for p in parts)
+        merged.order_total = sum(p.order_total for p in parts)
+        merged.views = [view for part in parts for view in part.views]
+        return merged
+
     def summary(self) -> dict[str, float | int]:
         return {
             "precision": self.precision,

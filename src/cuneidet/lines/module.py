@@ -65,6 +65,8 @@ class LineModule(pl.LightningModule):
         line_length: str = LinePostprocess.line_length,
         variance: float = LinePostprocess.variance,
         max_extra_lines: int = LinePostprocess.max_extra_lines,
+        text_length: str = LinePostprocess.text_length,
+        rescale: str = LinePostprocess.rescale,
         match_tolerance: float = 0.25,
     ) -> None:
         super().__init__()
@@ -77,6 +79,8 @@ class LineModule(pl.LightningModule):
                 "line_length": line_length,
                 "variance": variance,
                 "max_extra_lines": max_extra_lines,
+                "text_length": text_length,
+                "rescale": rescale,
                 "match_tolerance": match_tolerance,
             },
             logger=False,
@@ -85,10 +89,18 @@ class LineModule(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.post = LinePostprocess(
-            threshold, method, assignment, line_length, variance, max_extra_lines
+            threshold=threshold,
+            method=method,
+            assignment=assignment,
+            line_length=line_length,
+            variance=variance,
+            max_extra_lines=max_extra_lines,
+            text_length=text_length,
+            rescale=rescale,
         )
         self.model_config: dict[str, Any] | None = None
-        self.scores = {"val": LineScores(), "test": LineScores()}
+        self.scores = {"val": LineScores(), "test": LineScores()}  # over all views, per epoch
+        self.view_scores: dict[str, dict[str, LineScores]] = {"val": {}, "test": {}}
 
     @property
     def grid(self) -> MapGrid:
@@ -126,9 +138,9 @@ class LineModule(pl.LightningModule):
             hypotheses, assigned = hypotheses_from_probability(
                 probability, self.grid, sample.size, sample.transliteration, self.post
             )
-            score_view(
-                self.scores[stage], sample, hypotheses, assigned, self.hparams.match_tolerance
-            )
+            scores = LineScores()
+            score_view(scores, sample, hypotheses, assigned, self.hparams.match_tolerance)
+            self.view_scores[stage][sample.key] = scores
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -137,13 +149,24 @@ class LineModule(pl.LightningModule):
         self._evaluate(batch, "test")
 
     def on_validation_epoch_start(self) -> None:
-        self.scores["val"] = LineScores()
+        self.view_scores["val"] = {}
 
     def on_test_epoch_start(self) -> None:
-        self.scores["test"] = LineScores()
+        self.view_scores["test"] = {}
+
+    def _all_views(self, stage: str) -> dict[str, LineScores]:
+        """This stage's per-view scores of every process. Under DDP each rank scores its share
+        of the views (a distributed sampler pads the share with repeats, so views are keyed)."""
+        views = self.view_scores[stage]
+        if self._trainer is None or self.trainer.world_size <= 1:
+            return views
+        parts: list[Any] = [None] * self.trainer.world_size
+        torch.distributed.all_gather_object(parts, views)
+        return {key: scores for part in parts for key, scores in part.items()}
 
     def _log_scores(self, stage: str) -> None:
-        scores = self.scores[stage]
+        views = self._all_views(stage)
+        scores = self.scores[stage] = LineScores.merged([views[k] for k in sorted(views)])
         self.log(f"{stage}/line_F1", 100.0 * scores.f1, prog_bar=True)
         self.log(f"{stage}/line_precision", 100.0 * scores.precision)
         self.log(f"{stage}/line_recall", 100.0 * scores.recall)

@@ -6,6 +6,8 @@ its map cells sit in the image, and a minimum input size (its receptive field).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -79,7 +81,9 @@ class LineSegNet(nn.Module):
     """A modern option: torchvision backbone + FPN, and a small segmentation head at one stride.
 
     The head reads the finest FPN level (``stride`` 8 or 16), which sees the coarser levels'
-    context through the FPN's top-down path.
+    context through the FPN's top-down path. The coarser levels' output convolutions are
+    dropped: nothing reads them, and parameters without a gradient stop DDP training.
+    Checkpoints that still hold them load (the weights are ignored).
     """
 
     min_input_size = 32
@@ -96,6 +100,9 @@ class LineSegNet(nn.Module):
             raise ConfigError(f"LineSegNet stride must be 8 or 16, got {stride}")
         levels = [s for s in (8, 16, 32) if s >= stride]
         self.fpn = TorchvisionFPN(backbone, levels, out_channels=channels, pretrained=pretrained)
+        for level in range(1, len(levels)):
+            self.fpn.fpn.layer_blocks[level] = nn.Identity()
+        self._register_load_state_dict_pre_hook(self._drop_unread_level_weights)
         self.head = nn.Sequential(
             nn.Conv2d(channels, channels, kernel_size=3, padding=1),
             nn.BatchNorm2d(channels),
@@ -106,3 +113,10 @@ class LineSegNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.fpn(x)[0])
+
+    def _drop_unread_level_weights(self, state_dict: dict[str, Any], prefix: str, *_: Any) -> None:
+        """Remove the dropped output convolutions' weights from an older checkpoint."""
+        blocks = f"{prefix}fpn.fpn.layer_blocks."
+        for key in [k for k in state_dict if k.startswith(blocks)]:
+            if not key[len(blocks) :].startswith("0."):
+                del state_dict[key]

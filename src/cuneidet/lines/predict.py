@@ -27,6 +27,10 @@ class LinePostprocess:
     # or "votes" (the reference: Hough votes, in stride-32 cells); and the length variance
     line_length: str = "extent"
     variance: float = 1.0
+    # transliteration line lengths: "span" (broken signs between visible ones count) or
+    # "visible" (the reference); their scale: "refit" to the 1-1 beads, or "max" (the reference)
+    text_length: str = "span"
+    rescale: str = "refit"
     # with a transliteration of N visible lines, keep the N + max_extra_lines best-supported lines
     # (a line no transliteration line can go to is a false line or one of a damaged edge); a
     # negative value keeps all
@@ -133,7 +137,12 @@ def hypotheses_from_probability(
     if has_text:
         lengths = detected_lengths(hypotheses, post.line_length)
         assigned = assign_lines(
-            lengths, transliteration, method=post.assignment, variance=post.variance
+            lengths,
+            transliteration,
+            method=post.assignment,
+            variance=post.variance,
+            text_length=post.text_length,
+            rescale=post.rescale,
         )
     else:
         assigned = np.full(len(hypotheses.lines), -1, np.int64)
