@@ -83,3 +83,16 @@ def test_missing_photos_are_skipped_with_a_count(data_dir, tmp_path, caplog):
     dm.setup("fit")
     assert {s.meta["tablet"] for s in dm.train_samples} == {"TRAIN002", "TRAIN003"}
     assert "skipped 2 segments of 2 photographs" in caplog.text
+
+
+def test_excluded_tablets_leave_training_after_the_split(data_dir):
+    plain = _module(data_dir, val_fraction=0.25)
+    plain.setup("fit")
+    val_tablet = next(iter({s.tablet for s in plain.val_segments}))
+    train_tablet = sorted({s.tablet for s in plain.train_segments})[0]
+    dm = _module(data_dir, val_fraction=0.25, exclude_train_tablets=[train_tablet, val_tablet])
+    dm.setup("fit")
+    assert train_tablet not in {s.tablet for s in dm.train_segments}
+    assert dm.val_segments == [] and len(dm.val_samples) == 0
+    kept = {s.tablet for s in plain.train_segments} - {train_tablet}
+    assert {s.tablet for s in dm.train_segments} == kept  # the split itself did not move

@@ -92,6 +92,7 @@ class CSDDDataModule(pl.LightningDataModule):
         brightness: float = 0.5,
         contrast: float = 0.5,
         limit_segments: int | None = None,
+        exclude_train_tablets: Sequence[str] = (),
         registration_fixes: bool = True,
         seed: int = 0,
         progress: bool = True,
@@ -163,9 +164,14 @@ class CSDDDataModule(pl.LightningDataModule):
             if not hp.train_sets:
                 raise ConfigError("data.train_sets is empty: training needs at least one box set")
             segments = self._select(hp.train_sets)
-            self.train_segments, self.val_segments = split_by_tablet(
-                segments, hp.val_fraction, hp.split_seed, hp.val_tablets
-            )
+            train, val = split_by_tablet(segments, hp.val_fraction, hp.split_seed, hp.val_tablets)
+            # left out after the split, so that the validation tablets stay the same
+            excluded = set(hp.exclude_train_tablets or ())
+            self.train_segments = [s for s in train if s.tablet not in excluded]
+            self.val_segments = [s for s in val if s.tablet not in excluded]
+            if excluded:
+                left_out = len(train) + len(val) - len(self.train_segments) - len(self.val_segments)
+                log.info("left out %d segments of %s", left_out, sorted(excluded))
             overlap = {s.tablet for s in self.train_segments} & self._test_tablets()
             if overlap:
                 raise ConfigError(
