@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -67,9 +68,10 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
 
 
 def write_json(path: str | Path, obj: Any, indent: int = 2) -> Path:
-    return write_text(
-        path, json.dumps(obj, indent=indent, ensure_ascii=False, default=_jsonable) + "\n"
-    )
+    """Write ``obj`` as standard JSON (atomically): NaN and ±inf become ``null``, which every
+    JSON reader accepts (Python's ``NaN`` token is not JSON)."""
+    text = json.dumps(_finite(obj), indent=indent, ensure_ascii=False, allow_nan=False)
+    return write_text(path, text + "\n")
 
 
 def write_csv(path: str | Path, frame: Any, **kwargs: Any) -> Path:
@@ -80,7 +82,22 @@ def write_csv(path: str | Path, frame: Any, **kwargs: Any) -> Path:
     return Path(path)
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with containers walked, scalars made plain and non-finite floats ``None``."""
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    if isinstance(value, str | int | bool) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return _finite(_jsonable(value))
+
+
 def _jsonable(value: Any) -> Any:
+    if getattr(value, "ndim", 0) and hasattr(value, "tolist"):  # numpy / torch arrays
+        return value.tolist()
     if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
         return value.item()
     if hasattr(value, "tolist"):
