@@ -115,3 +115,16 @@ def test_shift_scores_find_the_offset_of_boxes_from_their_lines() -> None:
     # a shift that moves every centre off the map scores 0; no centres: NaN
     assert shift_scores(probability, grid, centres, [[10_000, 0]])[0] == 0.0
     assert np.isnan(shift_scores(probability, grid, np.zeros((0, 2)), [[0, 0]])[0])
+
+
+def test_a_photo_that_does_not_fit_the_moved_segment_names_the_switch() -> None:
+    from cuneidet.data.segments import crop_segment
+    from cuneidet.errors import DataFormatError
+
+    shift = SEGMENT_SHIFTS[0]
+    small = Image.new("L", (900, 850))  # e.g. the framing the release was annotated on
+    with pytest.raises(DataFormatError, match="registration_fixes=false"):
+        crop_segment(small, (27 + shift.dx, shift.dy, 965 + shift.dx, 837 + shift.dy), shift.tablet)
+    with pytest.raises(DataFormatError) as error:
+        crop_segment(small, (0, 0, 1000, 10), "P000001")
+    assert "registration" not in str(error.value)

@@ -26,6 +26,7 @@ import pandas as pd
 from PIL import Image
 
 from cuneidet.data.csdd import SEG_COLS, AnnotatedSegment
+from cuneidet.data.registration import SEGMENT_SHIFTS
 from cuneidet.errors import ConfigError, DataFormatError
 
 if TYPE_CHECKING:
@@ -59,10 +60,18 @@ def crop_segment(photo: Image.Image, bbox: BBox, tablet: str | None = None) -> I
     width, height = photo.size
     if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
         name = f"tablet {tablet}" if tablet else "the photo"
+        shifted = [s for s in SEGMENT_SHIFTS if s.tablet == tablet]
+        hint = (
+            f" Its segment was moved for a {shifted[0].photo_size[0]}×"
+            f"{shifted[0].photo_size[1]} photo (cuneidet.data.registration); for the photo the "
+            "release was annotated on, set registration_fixes=false."
+            if shifted
+            else ""
+        )
         raise DataFormatError(
             f"Segment bbox {[x0, y0, x1, y1]} of {name} does not lie inside its photograph "
             f"of size {width}×{height} (or is empty): the photo does not match the CSDD "
-            "composite image frame (wrong or re-sized file?)."
+            "composite image frame (wrong or re-sized file?)." + hint
         )
     crop = photo.crop((x0, y0, x1, y1))
     return crop if crop.mode == "L" else crop.convert("L")
