@@ -91,6 +91,8 @@ def test_lines_evaluate_writes_results(trained_lines, tmp_path):
         "evaluate.forge_views=0",
         "evaluate.overlays=1",
         "evaluate.set_aside_tablets=[TEST000]",
+        "evaluate.real_splits=[test,val]",
+        "evaluate.validation.val_tablets=[TRAIN002]",  # the training run's validation tablet
         "progress=false",
         f"results_json={results}",
         "results_key=seg",
@@ -98,6 +100,8 @@ def test_lines_evaluate_writes_results(trained_lines, tmp_path):
     )
     figures = json.loads(results.read_text())["seg"]
     assert figures["real_test"]["views"] == 2
+    assert figures["real_val"]["views"] == 1
+    assert pd.read_csv(out / "real_val" / "per_view.csv")["view"].str.startswith("TRAIN002").all()
     assert {"precision", "recall", "f1", "assignment_accuracy"} <= set(figures["real_test"])
     assert (out / "real_test" / "per_view.csv").is_file()
     assert len(list((out / "real_test").glob("*.png"))) == 1

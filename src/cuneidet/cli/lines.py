@@ -162,9 +162,11 @@ def evaluate_sets(cfg: DictConfig, module: LineModule, output_dir: Path) -> dict
         image_source_options=cfg.image_source_options,
         registration_fixes=cfg.registration_fixes,
         progress=cfg.progress,
+        **settings.validation,
     )
     for split in settings.real_splits:
-        samples = data.load(line_views(data.csdd, split))
+        views = data.split_views()[1] if split == "val" else line_views(data.csdd, split)
+        samples = data.load(views)
         results[f"real_{split}"] = _evaluate(
             module, samples, post, settings, output_dir / f"real_{split}"
         )

@@ -230,28 +230,33 @@ class LineDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
         if stage in (None, "fit", "validate") and self.train_samples is None:
-            views = self._views(hp.train_split)
-            by_segment = {v.segment.key: v for v in views}
-            train, val = split_by_tablet(
-                [v.segment for v in views], hp.val_fraction, hp.split_seed, hp.val_tablets
-            )
-            # left out after the split, so that the validation tablets stay the same
-            excluded = set(hp.exclude_train_tablets or ())
-            self.train_samples = self.load(
-                [by_segment[s.key] for s in train if s.tablet not in excluded]
-            )
-            self.val_samples = self.load(
-                [by_segment[s.key] for s in val if s.tablet not in excluded]
-            )
+            train, val = self.split_views()
+            self.train_samples = self.load(train)
+            self.val_samples = self.load(val)
             log.info(
-                "line network: %d training views, %d validation views (%d left out: %s)",
+                "line network: %d training views, %d validation views (left out: %s)",
                 len(self.train_samples),
                 len(self.val_samples),
-                sum(s.tablet in excluded for s in train + val),
-                sorted(excluded),
+                sorted(hp.exclude_train_tablets or ()),
             )
         if stage in (None, "test") and self.test_samples is None:
             self.test_samples = self.load(self._views(hp.test_split))
+
+    def split_views(self) -> tuple[list[LineView], list[LineView]]:
+        """The training split's views, divided into (training, validation) by tablet; the
+        ``exclude_train_tablets`` are left out after the split, so that the validation tablets
+        stay the same."""
+        hp = self.hparams
+        views = self._views(hp.train_split)
+        by_segment = {v.segment.key: v for v in views}
+        train, val = split_by_tablet(
+            [v.segment for v in views], hp.val_fraction, hp.split_seed, hp.val_tablets
+        )
+        excluded = set(hp.exclude_train_tablets or ())
+        return (
+            [by_segment[s.key] for s in train if s.tablet not in excluded],
+            [by_segment[s.key] for s in val if s.tablet not in excluded],
+        )
 
     def _views(self, split: str) -> list[LineView]:
         views = line_views(self.csdd, split)
