@@ -163,21 +163,18 @@ def _make_line(
     line_idx: int, signs: pd.DataFrame, width_priors: Mapping[int, tuple[float, float]]
 ) -> TransliterationLine:
     """The visible signs of one line's rows (all statuses, sorted by ``pos_idx``)."""
+    all_widths = prior_widths(signs["train_label"].to_numpy(dtype=np.int64), width_priors)
     visible = signs["status"].to_numpy() > 0
     first, last = np.flatnonzero(visible)[[0, -1]]
-    inner = signs.iloc[first : last + 1]
-    inner_widths = prior_widths(inner["train_label"].to_numpy(dtype=np.int64), width_priors)
+    broken_inside = not visible[first : last + 1].all()
     signs = signs[visible]
-    labels = signs["train_label"].to_numpy(dtype=np.int64)
-    widths = prior_widths(labels, width_priors)
-    broken_inside = len(inner) > len(signs)
     return TransliterationLine(
         line_idx=line_idx,
-        labels=labels,
+        labels=signs["train_label"].to_numpy(dtype=np.int64),
         mzl=signs["mzl_label"].to_numpy(dtype=np.int64),
         pos_idx=signs["pos_idx"].to_numpy(dtype=np.int64),
-        widths=widths,
-        span_length=float(np.round(inner_widths.sum())) if broken_inside else None,
+        widths=all_widths[visible],
+        span_length=float(all_widths[first : last + 1].sum()) if broken_inside else None,
     )
 
 
