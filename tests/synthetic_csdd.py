@@ -42,11 +42,14 @@ def make_synthetic_csdd(
     test_tablets: int = 2,
     size: tuple[int, int] = (760, 640),
     with_lines: bool = False,
+    unlined_train_tablets: int = 0,
 ) -> Path:
     """Write ``<root>/csdd`` (segments, boxes, meta, images); returns ``root`` (the data dir).
 
     ``with_lines`` also writes line annotations (one polyline per row of signs, its points
-    slightly jittered) and transliterations (each row a line, read left to right).
+    slightly jittered) and transliterations (each row a line, read left to right); the last
+    ``unlined_train_tablets`` training tablets get no line annotations (views known by their
+    boxes only).
     """
     csdd = root / "csdd"
     rng = np.random.default_rng(0)
@@ -67,7 +70,8 @@ def make_synthetic_csdd(
                 xs = list(range(40, width - 140, 150))
                 for x_end in (xs[0], xs[-1] + 120):
                     jitter = int(rng.integers(-4, 5))
-                    lines.append([line_idx, x_end, y + 62 + jitter, index, tablet])
+                    if collection == "test" or index < count - unlined_train_tablets:
+                        lines.append([line_idx, x_end, y + 62 + jitter, index, tablet])
                 for pos_idx, x in enumerate(xs):
                     label = int(rng.choice(CLASSES))
                     box = (x, y, x + 120, y + 124)

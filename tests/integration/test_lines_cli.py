@@ -26,7 +26,9 @@ LINE_FAST = [
 @pytest.fixture(scope="module")
 def trained_lines(tmp_path_factory):
     root = tmp_path_factory.mktemp("lines")
-    data = make_synthetic_csdd(root / "data", train_tablets=3, test_tablets=2, with_lines=True)
+    data = make_synthetic_csdd(
+        root / "data", train_tablets=4, test_tablets=2, with_lines=True, unlined_train_tablets=1
+    )
     run_dir = root / "train"
     run_app(
         "train",
@@ -91,7 +93,7 @@ def test_lines_evaluate_writes_results(trained_lines, tmp_path):
         "evaluate.forge_views=0",
         "evaluate.overlays=1",
         "evaluate.set_aside_tablets=[TEST000]",
-        "evaluate.real_splits=[test,val]",
+        "evaluate.real_splits=[test,val,boxes]",
         "evaluate.validation.val_tablets=[TRAIN002]",  # the training run's validation tablet
         "progress=false",
         f"results_json={results}",
@@ -102,6 +104,13 @@ def test_lines_evaluate_writes_results(trained_lines, tmp_path):
     assert figures["real_test"]["views"] == 2
     assert figures["real_val"]["views"] == 1
     assert pd.read_csv(out / "real_val" / "per_view.csv")["view"].str.startswith("TRAIN002").all()
+    # TRAIN003 has boxes but no annotated lines: its 4 rows of signs are its lines
+    assert figures["real_boxes"]["views"] == 1
+    assert figures["real_boxes"]["truth"] == "rows of annotated signs"
+    boxes_view = pd.read_csv(out / "real_boxes" / "per_view.csv")
+    assert boxes_view["view"].tolist() == ["TRAIN003 Obv"] and boxes_view["truth_lines"][0] == 4
+    ceiling = figures["real_test"]["truth_lines_assignment"]
+    assert ceiling["total"] == 8 and 0 <= ceiling["accuracy"] <= 1
     assert {"precision", "recall", "f1", "assignment_accuracy"} <= set(figures["real_test"])
     assert (out / "real_test" / "per_view.csv").is_file()
     assert len(list((out / "real_test").glob("*.png"))) == 1

@@ -190,3 +190,65 @@ def test_line_module_sums_the_scores_of_all_ranks(monkeypatch):
     assert sorted(views) == ["test/1", "test/2", "test/3"]
     merged = LineScores.merged(list(views.values()))
     assert (merged.tp, merged.fp, merged.fn) == (9, 2, 3)
+
+
+def test_boxes_to_lines_reach_beyond_the_line_ends():
+    truth = [_line(100, 0, 300), _line(220, 0, 1000)]
+    far = np.array([[900.0, 50, 1000, 150]])  # on the first line's row, 650 px past its end
+    assert boxes_to_lines(far, truth, 120).tolist() == [-1]
+    assert boxes_to_lines(far, truth, 120, reach=np.inf).tolist() == [0]
+
+
+def _row(y: float, xs, rise: float = 0.0, height: float = 120.0) -> list[list[float]]:
+    """Sign boxes of one row: left edges ``xs``, 100 px wide, centres rising by ``rise`` px
+    per 100 px to the right."""
+    return [
+        [x, y + rise * x / 100 - height / 2, x + 100, y + rise * x / 100 + height / 2] for x in xs
+    ]
+
+
+def test_truth_from_boxes_finds_the_rows_of_signs():
+    from cuneidet.lines.truth import truth_from_boxes
+
+    boxes = np.array(
+        _row(200, range(0, 1200, 110), rise=4.0)  # sloped: 44 px over the row
+        + _row(330, [0, 110, 220, 900, 1010])  # damaged: a gap of 4.8 sign heights
+        + _row(460, range(0, 600, 110))
+        + _row(590, [500])  # a single sign
+    )
+    truth = truth_from_boxes(boxes[np.random.default_rng(0).permutation(len(boxes))])
+    assert len(truth) == 4
+    first, damaged, third, single = truth.polylines
+    assert first[0, 0] == 0 and first[-1, 0] == 1200
+    assert first[-1, 1] - first[0, 1] == pytest.approx(44.0)
+    assert damaged[0, 0] == 0 and damaged[-1, 0] == 1110 and np.allclose(damaged[:, 1], 330)
+    assert np.allclose(third[:, 1], 460)
+    assert single[0, 0] == 500 and single[-1, 0] == 600
+    assert truth.pitch == pytest.approx(130, abs=10)
+    assert len(truth_from_boxes(np.zeros((0, 4)))) == 0
+
+
+def test_truth_from_boxes_keeps_close_rows_apart():
+    """Rows 0.8 sign heights apart, signs staggered: no sign is chained to the other row."""
+    from cuneidet.lines.truth import truth_from_boxes
+
+    boxes = np.array(_row(200, range(0, 1000, 110)) + _row(296, range(55, 1000, 110)))
+    truth = truth_from_boxes(boxes)
+    assert [round(float(p[:, 1].mean())) for p in truth.polylines] == [200, 296]
+
+
+def test_box_line_views_take_the_views_without_annotated_lines(tmp_path):
+    from cuneidet.data.csdd import CSDD
+    from cuneidet.errors import DataFormatError
+    from cuneidet.lines.truth import box_line_views
+    from tests.synthetic_csdd import make_synthetic_csdd
+
+    data = make_synthetic_csdd(
+        tmp_path, train_tablets=3, test_tablets=1, with_lines=True, unlined_train_tablets=1
+    )
+    csdd = CSDD(data)
+    views = box_line_views(csdd, ["train_full", "test_full"])
+    assert [v.segment.tablet for v in views] == ["TRAIN002"]
+    assert len(views[0].truth) == 4, "four rows of signs"
+    with pytest.raises(DataFormatError, match="no view without line annotations"):
+        box_line_views(csdd, ["train_full"], exclude_tablets=["TRAIN002"])

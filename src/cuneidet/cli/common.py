@@ -48,11 +48,10 @@ def save_config(cfg: DictConfig, output_dir: str | Path) -> None:
     log.debug("config:\n%s", text)
 
 
-def git_commit() -> str | None:
-    """The current commit of the working tree (None outside a git checkout)."""
+def _git(*args: str) -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
+            ["git", *args],
             capture_output=True,
             text=True,
             check=True,
@@ -61,7 +60,17 @@ def git_commit() -> str | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip() or None
+    return out.stdout.strip()
+
+
+def git_commit() -> str | None:
+    """The current commit of the working tree, ``<hash>-dirty`` when tracked files differ from
+    it (the figures then came from code no commit holds); None outside a git checkout."""
+    commit = _git("rev-parse", "HEAD")
+    if not commit:
+        return None
+    changed = _git("status", "--porcelain", "--untracked-files=no")
+    return f"{commit}-dirty" if changed else commit
 
 
 def hardware_description() -> str:

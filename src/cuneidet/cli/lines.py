@@ -31,16 +31,17 @@ from cuneidet.data.sources import build_photo_source
 from cuneidet.errors import ConfigError, CuneidetError
 from cuneidet.lines.artifacts import draw_overlay, view_stem, write_overlay, write_view_artifacts
 from cuneidet.lines.data import LineDataModule, normalize
-from cuneidet.lines.evaluate import evaluate_samples, forge_samples
+from cuneidet.lines.evaluate import evaluate_samples, forge_samples, truth_lines_summary
 from cuneidet.lines.metrics import summary_of_rows
 from cuneidet.lines.module import LineModule
 from cuneidet.lines.predict import LinePostprocess, hypotheses_from_probability, line_probability
-from cuneidet.lines.truth import line_views
+from cuneidet.lines.truth import LineView, box_line_views, line_views
 from cuneidet.models.checkpoint import rebuild_module
 from cuneidet.utils.io import atomic_open, write_json
 
 log = logging.getLogger("cuneidet.lines")
 ACTIONS = ("predict", "evaluate")
+BOX_SPLIT = "boxes"  # evaluate.real_splits entry: views known by their sign boxes only
 
 
 def load_line_module(ckpt_path: str) -> LineModule:
@@ -165,10 +166,12 @@ def evaluate_sets(cfg: DictConfig, module: LineModule, output_dir: Path) -> dict
         **settings.validation,
     )
     for split in settings.real_splits:
-        views = data.split_views()[1] if split == "val" else line_views(data.csdd, split)
-        samples = data.load(views)
+        samples = data.load(real_views(data, split, settings))
         results[f"real_{split}"] = _evaluate(
             module, samples, post, settings, output_dir / f"real_{split}"
+        )
+        results[f"real_{split}"]["truth"] = (
+            "rows of annotated signs" if split == BOX_SPLIT else "annotated lines"
         )
     if settings.forge_collections and settings.forge_views:
         from cuneidet.forge.store import Forge
@@ -183,6 +186,19 @@ def evaluate_sets(cfg: DictConfig, module: LineModule, output_dir: Path) -> dict
         results["forge"]["forge_variant"] = forge.variant
         results["forge"]["tablets"] = len(tablets)
     return results
+
+
+def real_views(data: LineDataModule, split: str, settings: DictConfig) -> list[LineView]:
+    """The real views of an evaluation split: a line-annotated split (``train``, ``test``), the
+    validation views of line training (``val``), or ``boxes``: the views of
+    ``settings.box_sets`` without annotated lines, minus the tablets of line training, with the
+    rows of their annotated signs as lines."""
+    if split == "val":
+        return data.split_views()[1]
+    if split == BOX_SPLIT:
+        trained = sorted({v.segment.tablet for v in data.split_views()[0]})
+        return box_line_views(data.csdd, list(settings.box_sets), trained)
+    return line_views(data.csdd, split)
 
 
 def _spread(items: Sequence[str], count: int) -> list[str]:
@@ -219,18 +235,23 @@ def _evaluate(
             "set_aside": [row["view"] for row in aside],
             **summary_of_rows(kept),
         }
+    summary["truth_lines_assignment"] = truth_lines_summary([r.row for r in results])
     summary["views"] = len(samples)
     summary["views_with_transliteration"] = sum(
         1 for s in samples if s.transliteration is not None and s.transliteration.num_lines
     )
     log.info(
-        "%s: line F1 %.3f (P %.3f, R %.3f), assignment accuracy %.3f over %d lines",
+        "%s: line F1 %.3f (P %.3f, R %.3f), assignment accuracy %.3f over %d lines "
+        "(on the truth lines: %.3f, by order %.3f, over %d lines)",
         out.name,
         summary["f1"],
         summary["precision"],
         summary["recall"],
         summary["assignment_accuracy"],
         summary["assignment_total"],
+        summary["truth_lines_assignment"]["accuracy"],
+        summary["truth_lines_assignment"]["order_accuracy"],
+        summary["truth_lines_assignment"]["total"],
     )
     return summary
 

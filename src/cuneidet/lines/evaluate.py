@@ -11,12 +11,18 @@ import numpy as np
 from torch import nn
 from tqdm.auto import tqdm
 
-from cuneidet.align import ViewTransliteration, view_transliteration
+from cuneidet.align import SIGN_HEIGHT, ViewTransliteration, assign_lines, view_transliteration
 from cuneidet.data.csdd import AnnotatedSegment, parse_bbox_column, segment_from_row
 from cuneidet.data.datasets import load_segment_samples
 from cuneidet.lines.data import LineSample, normalize
 from cuneidet.lines.hypotheses import LineHypotheses
-from cuneidet.lines.metrics import LineScores, match_lines, reference_assignment
+from cuneidet.lines.metrics import (
+    UNKNOWN,
+    LineScores,
+    boxes_to_lines,
+    match_lines,
+    reference_assignment,
+)
 from cuneidet.lines.predict import (
     LinePostprocess,
     hypotheses_from_probability,
@@ -86,6 +92,68 @@ def score_view(
     }
 
 
+# -- assignment on the truth lines: the ceiling of the assignment step ---------------------------
+
+
+def truth_line_lengths(sample: LineSample) -> np.ndarray:
+    """Per truth line, its length in sign heights (128 px): the horizontal stretch covered by
+    its polyline and by the annotated boxes nearest to it (within half a pitch, anywhere along
+    the row: annotators often draw a line over part of its signs only), the length a perfect
+    line detector would measure."""
+    lo = np.array([line[0, 0] for line in sample.polylines], np.float64)
+    hi = np.array([line[-1, 0] for line in sample.polylines], np.float64)
+    boxes = np.asarray(sample.boxes, np.float64).reshape(-1, 4)
+    owner = boxes_to_lines(boxes, sample.polylines, sample.pitch, reach=np.inf)
+    for j in np.unique(owner[owner >= 0]):
+        on_line = boxes[owner == j]
+        lo[j] = min(lo[j], on_line[:, 0].min())
+        hi[j] = max(hi[j], on_line[:, 2].max())
+    return (hi - lo) / SIGN_HEIGHT
+
+
+def truth_lines_assignment(sample: LineSample, post: LinePostprocess) -> dict[str, int]:
+    """Correct and counted lines when the transliteration is assigned to the view's *truth*
+    lines (lengths from :func:`truth_line_lengths`) by ``post.assignment`` and by order.
+
+    This is what the assignment step reaches with a perfect line detector, so it separates
+    assignment errors from line detection errors. Truth lines whose reference is ``UNKNOWN``
+    are not counted, as in :meth:`LineScores.add_assignment`.
+    """
+    counts = {"truth_lines_correct": 0, "truth_lines_order_correct": 0, "truth_lines_total": 0}
+    text, reference = sample.transliteration, sample_reference(sample)
+    if text is None or not text.num_lines or reference is None or not sample.polylines:
+        return counts
+    lengths = truth_line_lengths(sample)
+    assigned = assign_lines(
+        lengths,
+        text,
+        method=post.assignment,
+        variance=post.variance,
+        text_length=post.text_length,
+        rescale=post.rescale,
+    )
+    by_order = assign_lines(lengths, text, method="order")
+    known = reference != UNKNOWN
+    counts["truth_lines_correct"] = int(np.count_nonzero((assigned == reference) & known))
+    counts["truth_lines_order_correct"] = int(np.count_nonzero((by_order == reference) & known))
+    counts["truth_lines_total"] = int(np.count_nonzero(known))
+    return counts
+
+
+def truth_lines_summary(rows: Sequence[dict[str, Any]]) -> dict[str, float | int]:
+    """Assignment accuracy on the truth lines summed over per-view rows (nan without lines)."""
+    total = sum(int(r["truth_lines_total"]) for r in rows)
+    correct = sum(int(r["truth_lines_correct"]) for r in rows)
+    by_order = sum(int(r["truth_lines_order_correct"]) for r in rows)
+    return {
+        "accuracy": correct / total if total else float("nan"),
+        "correct": correct,
+        "order_accuracy": by_order / total if total else float("nan"),
+        "order_correct": by_order,
+        "total": total,
+    }
+
+
 def evaluate_samples(
     net: nn.Module,
     samples: Iterable[LineSample],
@@ -103,6 +171,7 @@ def evaluate_samples(
             probability, net.grid, sample.size, sample.transliteration, post
         )
         row = score_view(scores, sample, hypotheses, assigned, tolerance)
+        row |= truth_lines_assignment(sample, post)
         results.append(ViewResult(sample, probability, hypotheses, assigned, row))
     return scores, results
 

@@ -184,8 +184,13 @@ def summary_of_rows(rows: Sequence[dict]) -> dict[str, float | int]:
 # -- the content-derived reference assignment --------------------------------------------------
 
 
-def boxes_to_lines(boxes: np.ndarray, truth: Sequence[np.ndarray], pitch: float) -> np.ndarray:
-    """Per box, the truth line whose polyline passes within half a pitch of its centre (or -1)."""
+def boxes_to_lines(
+    boxes: np.ndarray, truth: Sequence[np.ndarray], pitch: float, reach: float = 1.0
+) -> np.ndarray:
+    """Per box, the truth line whose polyline passes within half a pitch of its centre (or -1).
+
+    A line is considered for boxes up to ``reach`` pitches beyond its ends (held flat there).
+    """
     pitch = pitch if np.isfinite(pitch) and pitch > 0 else NOMINAL_PITCH
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     if not len(boxes) or not truth:
@@ -194,7 +199,7 @@ def boxes_to_lines(boxes: np.ndarray, truth: Sequence[np.ndarray], pitch: float)
     cy = (boxes[:, 1] + boxes[:, 3]) / 2
     distances = np.full((len(boxes), len(truth)), np.inf)
     for j, line in enumerate(truth):
-        inside = (cx >= line[0, 0] - pitch) & (cx <= line[-1, 0] + pitch)
+        inside = (cx >= line[0, 0] - reach * pitch) & (cx <= line[-1, 0] + reach * pitch)
         distances[inside, j] = np.abs(cy[inside] - polyline_y(line, cx[inside]))
     nearest = distances.argmin(axis=1)
     close = distances[np.arange(len(boxes)), nearest] < pitch / 2

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from cuneidet.data.csdd import CSDD, AnnotatedSegment, segment_from_row
+from cuneidet.data.csdd import CSDD, AnnotatedSegment, annotated_segments, segment_from_row
 from cuneidet.errors import DataFormatError
 
 log = logging.getLogger(__name__)
@@ -167,6 +167,31 @@ def line_views(csdd: CSDD, split: str) -> list[LineView]:
     return views
 
 
+def box_line_views(
+    csdd: CSDD, box_sets: Sequence[str] = ("train_full",), exclude_tablets: Sequence[str] = ()
+) -> list[LineView]:
+    """Views with sign boxes in ``box_sets`` but no annotated lines (in any line split), each
+    with the rows of its signs as its lines (:func:`truth_from_boxes`).
+
+    They widen line evaluation beyond the 50 line-annotated views, e.g. to choose a line network
+    on all of train_full's held-out views. Views of ``exclude_tablets`` (those a line network
+    was trained on) are left out.
+    """
+    annotated = {v.key for split in csdd.line_splits for v in line_views(csdd, split)}
+    excluded = set(exclude_tablets)
+    views = [
+        LineView(segment, truth_from_boxes(segment.scaled_boxes()))
+        for segment in annotated_segments(csdd, list(box_sets))
+        if segment.key not in annotated and segment.tablet not in excluded and len(segment.boxes)
+    ]
+    if not views:
+        raise DataFormatError(
+            f"box sets {list(box_sets)} have no view without line annotations outside "
+            f"{sorted(excluded)}"
+        )
+    return views
+
+
 def distance_to_lines(polylines: Sequence[np.ndarray], size: tuple[int, int]) -> np.ndarray:
     """Euclidean distance (px, float32 ``[H, W]``) from every pixel to the nearest line.
 
@@ -184,6 +209,16 @@ def distance_to_lines(polylines: Sequence[np.ndarray], size: tuple[int, int]) ->
     return cv2.distanceTransform(canvas, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
 
 
+def _sign_polyline(signs: np.ndarray) -> np.ndarray:
+    """A line through the centres of its signs (xyxy), from the first sign's left edge to the
+    last one's right edge."""
+    signs = signs[np.argsort(signs[:, 0] + signs[:, 2])]
+    cx, cy = (signs[:, 0] + signs[:, 2]) / 2, (signs[:, 1] + signs[:, 3]) / 2
+    xs = np.concatenate([[signs[0, 0]], cx, [signs[-1, 2]]])
+    ys = np.concatenate([[cy[0]], cy, [cy[-1]]])
+    return sort_polyline(np.stack([xs, ys], axis=1))
+
+
 def truth_from_signs(boxes: np.ndarray, line_indices: np.ndarray) -> LineTruth:
     """Lines through the centres of sign boxes (scaled xyxy) grouped by their line index.
 
@@ -191,13 +226,56 @@ def truth_from_signs(boxes: np.ndarray, line_indices: np.ndarray) -> LineTruth:
     sign belongs to; the polyline runs from the first sign's left edge to the last's right edge.
     """
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    items = []
-    for line_idx in np.unique(line_indices):
-        signs = boxes[np.asarray(line_indices) == line_idx]
-        signs = signs[np.argsort(signs[:, 0] + signs[:, 2])]
-        cx, cy = (signs[:, 0] + signs[:, 2]) / 2, (signs[:, 1] + signs[:, 3]) / 2
-        xs = np.concatenate([[signs[0, 0]], cx, [signs[-1, 2]]])
-        ys = np.concatenate([[cy[0]], cy, [cy[-1]]])
-        items.append((int(line_idx), sort_polyline(np.stack([xs, ys], axis=1))))
+    items = [
+        (int(line_idx), _sign_polyline(boxes[np.asarray(line_indices) == line_idx]))
+        for line_idx in np.unique(line_indices)
+    ]
     items.sort(key=lambda item: mid_height(item[1]))
     return LineTruth([p for _, p in items], [i for i, _ in items])
+
+
+def _right_neighbours(boxes: np.ndarray, max_rise: float, max_gap: float) -> np.ndarray:
+    """Per box, the next box of its row to the right (or -1): the nearest box whose centre is
+    to the right, whose left edge is at most ``max_gap`` median sign heights past this box's
+    right edge, and whose centre lies within ``max_rise`` of their mean height up or down."""
+    cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+    heights = boxes[:, 3] - boxes[:, 1]
+    dx = cx[None, :] - cx[:, None]
+    rise = np.abs(cy[None, :] - cy[:, None])
+    gap = boxes[None, :, 0] - boxes[:, None, 2]
+    allowed = (
+        (dx > 0)
+        & (gap <= max_gap * float(np.median(heights)))
+        & (rise <= max_rise * (heights[None, :] + heights[:, None]) / 2)
+    )
+    cost = np.where(allowed, dx + 3.0 * rise, np.inf)  # a step up or down costs 3× a step right
+    nearest = cost.argmin(axis=1)
+    return np.where(np.isfinite(cost[np.arange(len(boxes)), nearest]), nearest, -1)
+
+
+def truth_from_boxes(boxes: np.ndarray, max_rise: float = 0.4, max_gap: float = 2.5) -> LineTruth:
+    """Text lines of a view known only by its sign boxes (scaled xyxy): the rows of its signs.
+
+    Each box is chained to the next box of its row to the right (:func:`_right_neighbours`);
+    the chains are pieces of lines, and pieces cut by damage are joined as annotated pieces are
+    (:func:`join_pieces`). Each line runs through its signs' centres, from the first sign's left
+    edge to the last one's right edge. Lines without an annotated sign are not found, so these
+    lines are a truth for recall and assignment, and a lower bound of precision.
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if not len(boxes):
+        return LineTruth([])
+    parent = np.arange(len(boxes))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return int(i)
+
+    for i, j in enumerate(_right_neighbours(boxes, max_rise, max_gap)):
+        if j >= 0 and root(i) != root(j):
+            parent[root(j)] = root(i)
+    owners = np.array([root(i) for i in range(len(boxes))])
+    pieces = [_sign_polyline(boxes[owners == owner]) for owner in np.unique(owners)]
+    lines = [sort_polyline(np.vstack([pieces[i] for i in group])) for group in join_pieces(pieces)]
+    return LineTruth(sorted(lines, key=mid_height))
