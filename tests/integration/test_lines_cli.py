@@ -156,3 +156,46 @@ def test_detector_model_cannot_train_on_line_data(tmp_path):
         check=False,
     )
     assert result.returncode != 0 and "needs data=csdd_lines" in result.stderr + result.stdout
+
+
+def _run_script(name: str, *args: str, monkeypatch) -> None:
+    import runpy
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / name
+    monkeypatch.setattr(sys, "argv", [str(script), *args])
+    runpy.run_path(str(script), run_name="__main__")
+
+
+def test_select_line_postprocess_ranks_settings_on_validation_views(
+    trained_lines, tmp_path, monkeypatch, capsys
+):
+    data, run_dir = trained_lines
+    out = tmp_path / "selection.csv"
+    ckpt = str(run_dir / "checkpoints" / "best.ckpt")
+    common = ["--ckpt", ckpt, "--data-dir", str(data), "--out", str(out)]
+    grid = ["--thresholds", "0.0", "0.5", "--extra-lines", "1", "--variances", "1"]
+    _run_script("select_line_postprocess.py", *common, *grid, monkeypatch=monkeypatch)
+    table = pd.read_csv(out)
+    assert len(table) == 2 and set(table["threshold"]) == {0.0, 0.5}
+    assert table["criterion"].is_monotonic_decreasing
+    assert "views of ['val', 'boxes']" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        _run_script(
+            "select_line_postprocess.py", *common, "--splits", "test", monkeypatch=monkeypatch
+        )
+
+
+def test_check_box_lines_matches_rows_of_signs_to_annotated_lines(
+    trained_lines, tmp_path, monkeypatch, capsys
+):
+    data, _ = trained_lines
+    out = tmp_path / "check.csv"
+    _run_script(
+        "check_box_lines.py", "--data-dir", str(data), "--out", str(out), monkeypatch=monkeypatch
+    )
+    printed = capsys.readouterr().out
+    assert "train: 3 views" in printed and "F1 1.000" in printed
+    table = pd.read_csv(out)
+    assert (table["matched"] == table["annotated_lines"]).all()

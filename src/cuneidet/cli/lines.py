@@ -166,7 +166,7 @@ def evaluate_sets(cfg: DictConfig, module: LineModule, output_dir: Path) -> dict
         **settings.validation,
     )
     for split in settings.real_splits:
-        samples = data.load(real_views(data, split, settings))
+        samples = data.load(real_views(data, split, settings.box_sets))
         results[f"real_{split}"] = _evaluate(
             module, samples, post, settings, output_dir / f"real_{split}"
         )
@@ -188,16 +188,18 @@ def evaluate_sets(cfg: DictConfig, module: LineModule, output_dir: Path) -> dict
     return results
 
 
-def real_views(data: LineDataModule, split: str, settings: DictConfig) -> list[LineView]:
+def real_views(
+    data: LineDataModule, split: str, box_sets: Sequence[str] = ("train_full",)
+) -> list[LineView]:
     """The real views of an evaluation split: a line-annotated split (``train``, ``test``), the
-    validation views of line training (``val``), or ``boxes``: the views of
-    ``settings.box_sets`` without annotated lines, minus the tablets of line training, with the
-    rows of their annotated signs as lines."""
+    validation views of line training (``val``), or ``boxes``: the views of ``box_sets``
+    without annotated lines, minus the tablets of line training, with the rows of their
+    annotated signs as lines."""
     if split == "val":
         return data.split_views()[1]
     if split == BOX_SPLIT:
         trained = sorted({v.segment.tablet for v in data.split_views()[0]})
-        return box_line_views(data.csdd, list(settings.box_sets), trained)
+        return box_line_views(data.csdd, list(box_sets), trained)
     return line_views(data.csdd, split)
 
 

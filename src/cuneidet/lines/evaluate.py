@@ -25,6 +25,7 @@ from cuneidet.lines.metrics import (
 )
 from cuneidet.lines.predict import (
     LinePostprocess,
+    assign_transliteration,
     hypotheses_from_probability,
     hypothesis_polylines,
     line_probability,
@@ -124,14 +125,7 @@ def truth_lines_assignment(sample: LineSample, post: LinePostprocess) -> dict[st
     if text is None or not text.num_lines or reference is None or not sample.polylines:
         return counts
     lengths = truth_line_lengths(sample)
-    assigned = assign_lines(
-        lengths,
-        text,
-        method=post.assignment,
-        variance=post.variance,
-        text_length=post.text_length,
-        rescale=post.rescale,
-    )
+    assigned = assign_transliteration(lengths, text, post)
     by_order = assign_lines(lengths, text, method="order")
     known = reference != UNKNOWN
     counts["truth_lines_correct"] = int(np.count_nonzero((assigned == reference) & known))

@@ -104,6 +104,21 @@ def line_probability(net: nn.Module, image: torch.Tensor) -> np.ndarray:
     return probs[:rows, :cols].float().cpu().numpy()
 
 
+def assign_transliteration(
+    lengths: np.ndarray, transliteration: ViewTransliteration, post: LinePostprocess
+) -> np.ndarray:
+    """Transliteration line index (or -1) per line of the given lengths (sign heights, top to
+    bottom), by the assignment settings of ``post``."""
+    return assign_lines(
+        lengths,
+        transliteration,
+        method=post.assignment,
+        variance=post.variance,
+        text_length=post.text_length,
+        rescale=post.rescale,
+    )
+
+
 def hypotheses_from_probability(
     probability: np.ndarray,
     grid: MapGrid,
@@ -136,14 +151,7 @@ def hypotheses_from_probability(
         hypotheses = keep_supported(hypotheses, support, count)
     if has_text:
         lengths = detected_lengths(hypotheses, post.line_length)
-        assigned = assign_lines(
-            lengths,
-            transliteration,
-            method=post.assignment,
-            variance=post.variance,
-            text_length=post.text_length,
-            rescale=post.rescale,
-        )
+        assigned = assign_transliteration(lengths, transliteration, post)
     else:
         assigned = np.full(len(hypotheses.lines), -1, np.int64)
     return hypotheses, np.asarray(assigned, np.int64)
