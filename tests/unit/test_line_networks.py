@@ -134,6 +134,26 @@ def test_no_transliteration_and_empty_maps():
     assert len(none) == 0, "cells below the threshold are not on a line"
 
 
+def test_a_transliteration_that_cannot_fit_the_view_is_not_used(caplog):
+    """24 lines cannot fit a view 1500 px high (0.49 sign heights each): the three lines on the
+    map are found as without a transliteration and left unassigned, with a warning."""
+    from cuneidet.lines.predict import transliteration_fits
+
+    grid, size = MapGrid(32, 113), (1500, 2100)
+    assert transliteration_fits(_transliteration(23), size)
+    assert not transliteration_fits(_transliteration(24), size)
+    probability = _probability([5, 15, 25])
+    with caplog.at_level("WARNING", logger="cuneidet.lines.predict"):
+        hypotheses, assigned = hypotheses_from_probability(
+            probability, grid, size, _transliteration(24)
+        )
+    plain, _ = hypotheses_from_probability(probability, grid, size, None)
+    assert len(hypotheses) == len(plain) == 3 and assigned.tolist() == [-1, -1, -1]
+    assert "24 transliteration lines cannot fit a view 1500 px high" in caplog.text
+    _, fitting = hypotheses_from_probability(probability, grid, size, _transliteration(3))
+    assert fitting.tolist() == [0, 1, 2]
+
+
 def test_detected_lengths_extent_and_votes():
     from cuneidet.lines.predict import detected_lengths
 

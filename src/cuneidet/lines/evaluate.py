@@ -29,6 +29,7 @@ from cuneidet.lines.predict import (
     hypotheses_from_probability,
     hypothesis_polylines,
     line_probability,
+    transliteration_fits,
 )
 from cuneidet.lines.truth import LineTruth, truth_from_signs
 
@@ -125,8 +126,11 @@ def truth_lines_assignment(sample: LineSample, post: LinePostprocess) -> dict[st
     if text is None or not text.num_lines or reference is None or not sample.polylines:
         return counts
     lengths = truth_line_lengths(sample)
-    assigned = assign_transliteration(lengths, text, post)
-    by_order = assign_lines(lengths, text, method="order")
+    if transliteration_fits(text, sample.size):
+        assigned = assign_transliteration(lengths, text, post)
+        by_order = assign_lines(lengths, text, method="order")
+    else:  # as hypotheses_from_probability: a transliteration that cannot fit is not used
+        assigned = by_order = np.full(len(lengths), -1, np.int64)
     known = reference != UNKNOWN
     counts["truth_lines_correct"] = int(np.count_nonzero((assigned == reference) & known))
     counts["truth_lines_order_correct"] = int(np.count_nonzero((by_order == reference) & known))
