@@ -94,7 +94,7 @@ def score_view(
     }
 
 
-# -- assignment on the truth lines: the ceiling of the assignment step ---------------------------
+# -- assignment on the truth lines: the assignment step with a perfect line detector ---------
 
 
 def truth_line_lengths(sample: LineSample) -> np.ndarray:
