@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 
 import torch
 
@@ -21,6 +19,7 @@ from cuneidet.models.detector import SignDetector
 from cuneidet.models.heads import RetinaHead, SSDHead
 from cuneidet.models.necks import TorchvisionFPN
 from cuneidet.models.reference_weights import paper_detector
+from cuneidet.utils.timing import median_seconds
 
 
 def build(backbone: str, head: str) -> SignDetector:
@@ -34,16 +33,6 @@ def build(backbone: str, head: str) -> SignDetector:
     fpn = TorchvisionFPN(backbone)
     anchors = AnchorGenerator(sizes=(64, 128, 256))
     return SignDetector(fpn, head_spec, anchors, num_classes=240)
-
-
-def time_call(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -89,8 +78,8 @@ def main() -> None:
             detector.detect(image, score_thresh=0.01, nms_thresh=0.5)
             sync()
 
-        results[f"forward_s_{name}"] = round(time_call(forward, args.repeats), 3)
-        results[f"detect_s_{name}"] = round(time_call(detect, max(1, args.repeats // 2)), 3)
+        results[f"forward_s_{name}"] = round(median_seconds(forward, args.repeats), 3)
+        results[f"detect_s_{name}"] = round(median_seconds(detect, max(1, args.repeats // 2)), 3)
 
     detector.train()
     optimizer = torch.optim.SGD(detector.parameters(), lr=1e-3, momentum=0.9)
@@ -113,7 +102,7 @@ def main() -> None:
         optimizer.step()
         sync()
 
-    step = time_call(train_step, args.train_steps)
+    step = median_seconds(train_step, args.train_steps)
     results["train_step_s"] = round(step, 3)
     results["train_tiles_per_s"] = round(args.batch / step, 2)
     results["ratio_4k_to_hd_forward"] = round(

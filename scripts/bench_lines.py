@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
 
 import numpy as np
 import torch
@@ -25,16 +23,7 @@ from cuneidet.lines.hypotheses import detect_lines
 from cuneidet.lines.networks import LineSegNet, PaperLineNet
 from cuneidet.lines.predict import line_probability
 from cuneidet.lines.truth import distance_to_lines
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from cuneidet.utils.timing import median_seconds
 
 
 def drawn_view(height: int, width: int, pitch: int = 125) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -64,7 +53,7 @@ def main() -> None:
     results["machine"] = f"{platform.processor() or platform.machine()}, {torch.__version__}"
     for name, net in (("paper_fcn", PaperLineNet()), ("seg_resnet18_s8", LineSegNet())):
         net.eval()
-        forward = median_time(lambda net=net: line_probability(net, tensor), args.repeats)
+        forward = median_seconds(lambda net=net: line_probability(net, tensor), args.repeats)
         shape = line_probability(net, tensor).shape
         grid = net.grid
         rows = np.clip(np.rint(grid.to_image(np.arange(shape[0]))).astype(int), 0, height - 1)
@@ -72,7 +61,7 @@ def main() -> None:
         line_map = distance[rows][:, cols] < 24
         timings = {"forward_s": forward, "map": list(shape)}
         for method in ("reference", "chained"):
-            post = median_time(
+            post = median_seconds(
                 lambda m=line_map, g=grid, k=method: detect_lines(m, (height, width), g, method=k),
                 args.repeats,
             )

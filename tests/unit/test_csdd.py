@@ -144,6 +144,23 @@ def test_transliterations(csdd: CSDD) -> None:
     assert len(csdd.transliterations()) == 14
 
 
+def test_view_transliteration_rows(csdd: CSDD) -> None:
+    signs = csdd.transliterations(["saa01"])
+    first = signs.iloc[0]
+    rows = csdd.view_transliteration_rows("saa01", int(first["segm_idx"]), first["tablet_CDLI"])
+    same_view = (signs["segm_idx"] == first["segm_idx"]) & (
+        signs["tablet_CDLI"] == first["tablet_CDLI"]
+    )
+    pd.testing.assert_frame_equal(
+        rows.reset_index(drop=True), signs[same_view].reset_index(drop=True)
+    )
+    rows.loc[rows.index[0], "status"] = 99  # a copy: the cached table is untouched
+    assert (csdd.transliterations(["saa01"])["status"] != 99).all()
+    assert csdd.view_transliteration_rows("saa01", 12345, "NOPE").empty
+    with pytest.raises(ConfigError, match="nope"):
+        csdd.view_transliteration_rows("nope", 0, "X")
+
+
 def test_boxes_drop_unassigned_rows_with_warning(
     csdd: CSDD, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -144,8 +144,9 @@ def _check_columns(rows: pd.DataFrame) -> None:
 
 
 def _check_single_view(rows: pd.DataFrame) -> None:
-    views = rows[list(VIEW_COLUMNS)].drop_duplicates()
-    if len(views) > 1:
+    tablets, segments = rows["tablet_CDLI"].to_numpy(), rows["segm_idx"].to_numpy()
+    if (tablets != tablets[0]).any() or (segments != segments[0]).any():
+        views = rows[list(VIEW_COLUMNS)].drop_duplicates()
         pairs = sorted((str(t), int(s)) for t, s in views.itertuples(index=False))
         raise DataFormatError(
             f"transliteration rows mix {len(pairs)} views (tablet, segm_idx): {pairs}; "
@@ -154,25 +155,24 @@ def _check_single_view(rows: pd.DataFrame) -> None:
     if "collection" in rows.columns and rows["collection"].nunique() > 1:
         names = sorted(map(str, rows["collection"].unique()))
         raise DataFormatError(
-            f"transliteration rows of view {tuple(views.iloc[0])} mix collections {names}; "
-            "pass the rows of one collection only"
+            f"transliteration rows of view {(str(tablets[0]), int(segments[0]))} mix "
+            f"collections {names}; pass the rows of one collection only"
         )
 
 
 def _make_line(
-    line_idx: int, signs: pd.DataFrame, width_priors: Mapping[int, tuple[float, float]]
+    line_idx: int, signs: dict[str, np.ndarray], width_priors: Mapping[int, tuple[float, float]]
 ) -> TransliterationLine:
-    """The visible signs of one line's rows (all statuses, sorted by ``pos_idx``)."""
-    all_widths = prior_widths(signs["train_label"].to_numpy(dtype=np.int64), width_priors)
-    visible = signs["status"].to_numpy() > 0
+    """The visible signs of one line's columns (all statuses, sorted by ``pos_idx``)."""
+    all_widths = prior_widths(signs["train_label"], width_priors)
+    visible = signs["status"] > 0
     first, last = np.flatnonzero(visible)[[0, -1]]
     broken_inside = not visible[first : last + 1].all()
-    signs = signs[visible]
     return TransliterationLine(
         line_idx=line_idx,
-        labels=signs["train_label"].to_numpy(dtype=np.int64),
-        mzl=signs["mzl_label"].to_numpy(dtype=np.int64),
-        pos_idx=signs["pos_idx"].to_numpy(dtype=np.int64),
+        labels=signs["train_label"][visible],
+        mzl=signs["mzl_label"][visible],
+        pos_idx=signs["pos_idx"][visible],
         widths=all_widths[visible],
         span_length=float(all_widths[first : last + 1].sum()) if broken_inside else None,
     )
@@ -184,20 +184,24 @@ def prepare_transliteration(
     """Visible lines of one view from its transliteration rows.
 
     Drops signs with ``status == 0`` and lines left empty; sorts lines by ``line_idx`` and signs
-    by ``pos_idx``. Broken signs between visible ones count towards each line's ``span``. A
-    frame without rows gives no lines. Raises :class:`DataFormatError` if a required column is
-    missing or the rows mix several views.
+    by ``pos_idx`` (stable). Broken signs between visible ones count towards each line's
+    ``span``. A frame without rows gives no lines. Raises :class:`DataFormatError` if a
+    required column is missing or the rows mix several views.
     """
     if len(rows) == 0:
         return ViewTransliteration(lines=[])
     _check_columns(rows)
     _check_single_view(rows)
-    rows = rows.sort_values(["line_idx", "pos_idx"], kind="stable")
-    lines = [
-        _make_line(int(line_idx), signs, width_priors)
-        for line_idx, signs in rows.groupby("line_idx", sort=True)
-        if (signs["status"].to_numpy() > 0).any()
-    ]
+    names = ("line_idx", "pos_idx", "train_label", "mzl_label", "status")
+    columns = {name: rows[name].to_numpy(dtype=np.int64) for name in names}
+    order = np.lexsort((columns["pos_idx"], columns["line_idx"]))  # stable, line_idx first
+    columns = {name: values[order] for name, values in columns.items()}
+    line_ids, starts = np.unique(columns["line_idx"], return_index=True)
+    lines = []
+    for line_idx, lo, hi in zip(line_ids, starts, [*starts[1:], len(order)], strict=True):
+        signs = {name: values[lo:hi] for name, values in columns.items()}
+        if (signs["status"] > 0).any():
+            lines.append(_make_line(int(line_idx), signs, width_priors))
     return ViewTransliteration(lines=lines)
 
 
@@ -210,10 +214,5 @@ def view_transliteration(
     """
     if collection not in csdd.transliterated_collections:
         return ViewTransliteration(lines=[])
-    table = csdd.transliterations([collection])
-    keep = (
-        (table["collection"] == collection)
-        & (table["segm_idx"] == segm_idx)
-        & (table["tablet_CDLI"] == tablet)
-    )
-    return prepare_transliteration(table[keep], csdd.sign_width_priors)
+    rows = csdd.view_transliteration_rows(collection, segm_idx, tablet)
+    return prepare_transliteration(rows, csdd.sign_width_priors)

@@ -542,6 +542,22 @@ class CSDD:
         frames = [self._cached("transliterations", n, self._load_transliterations) for n in names]
         return pd.concat(frames, ignore_index=True).copy()
 
+    def view_transliteration_rows(
+        self, collection: str, segm_idx: int, tablet: str
+    ) -> pd.DataFrame:
+        """Transliterated signs of one view ``(segm_idx, tablet)`` of ``collection``, in file
+        order (a copy; empty when the view has none). Each collection's view index is built
+        once, so per-view lookups over thousands of views stay cheap."""
+        names = _select([collection], self.transliterated_collections, "transliterated collection")
+        frame = self._cached("transliterations", names[0], self._load_transliterations)
+        key = ("transliteration_views", names[0])
+        if key not in self._cache:
+            self._cache[key] = frame.groupby(["segm_idx", "tablet_CDLI"], sort=False).indices
+        positions = self._cache[key].get((int(segm_idx), str(tablet)))
+        if positions is None:
+            return frame.iloc[0:0].copy()
+        return frame.iloc[positions].copy()
+
     def _load_transliterations(self, collection: str) -> pd.DataFrame:
         path = self._path("transliterations", f"transliterations_{collection}.csv")
         raw = read_table(path, TRANSLITERATION_COLUMNS)

@@ -9,7 +9,7 @@ A detected line matches a ground-truth line when, over their common horizontal e
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -86,7 +86,6 @@ class LineScores:
     assigned_total: int = 0
     order_correct: int = 0
     order_total: int = 0
-    views: list[dict] = field(default_factory=list)
 
     def add(self, match: LineMatch) -> None:
         self.tp += match.tp
@@ -145,12 +144,11 @@ class LineScores:
 
     @classmethod
     def merged(cls, parts: Sequence[LineScores]) -> LineScores:
-        """The scores of several shards (e.g. DDP ranks) summed; views kept in part order."""
+        """The scores of several shards (e.g. DDP ranks) summed."""
         counts = ("tp", "fp", "fn", "assigned_correct", "assigned_total")
         merged = cls(**{k: sum(getattr(p, k) for p in parts) for k in counts})
         merged.order_correct = sum(p.order_correct for p in parts)
         merged.order_total = sum(p.order_total for p in parts)
-        merged.views = [view for part in parts for view in part.views]
         return merged
 
     def summary(self) -> dict[str, float | int]:
