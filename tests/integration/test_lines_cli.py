@@ -199,3 +199,22 @@ def test_check_box_lines_matches_rows_of_signs_to_annotated_lines(
     assert "train: 3 views" in printed and "F1 1.000" in printed
     table = pd.read_csv(out)
     assert (table["matched"] == table["annotated_lines"]).all()
+
+
+def test_lines_predict_counts_transliterated_views_without_lines(trained_lines, tmp_path):
+    data, run_dir = trained_lines
+    out = tmp_path / "blank"
+    run_app(
+        "lines",
+        f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
+        f"data_dir={data}",
+        "views.collections=[test]",
+        "progress=false",
+        "overlays=false",
+        "threshold=1.0",  # no cell reaches p = 1: no line anywhere
+        f"hydra.run.dir={out}",
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["views"] == 2
+    assert summary["transliterated_views_without_lines"] == ["test/0", "test/1"]
+    assert (pd.read_csv(out / "views.csv")["lines"] == 0).all()

@@ -148,7 +148,21 @@ def predict_views(cfg: DictConfig, module: LineModule, output_dir: Path) -> dict
         raise CuneidetError(f"no view could be processed ({len(failures)} failed)")
     with atomic_open(output_dir / "views.csv", "w", newline="") as handle:
         pd.DataFrame(rows).to_csv(handle, index=False)
-    return {"views": len(rows), "failed": sorted(failures), "output_dir": str(output_dir)}
+    blank = [row["key"] for row in rows if row["tl_lines"] and not row["lines"]]
+    if blank:
+        log.warning(
+            "%d of %d views have a transliteration but no line was found on them; look at "
+            "their `scale` (signs far from 128 px high) and their damage: %s",
+            len(blank),
+            len(rows),
+            ", ".join(blank[:10]) + (" …" if len(blank) > 10 else ""),
+        )
+    return {
+        "views": len(rows),
+        "failed": sorted(failures),
+        "transliterated_views_without_lines": blank,
+        "output_dir": str(output_dir),
+    }
 
 
 def evaluate_sets(cfg: DictConfig, module: LineModule, output_dir: Path) -> dict[str, Any]:
