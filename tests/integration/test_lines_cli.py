@@ -57,18 +57,24 @@ def test_train_line_net_checkpoints_and_tests(trained_lines):
     assert scores["tp"] + scores["fn"] == 8, "2 test views with 4 annotated lines each"
 
 
-def test_lines_predict_writes_artifacts_and_overlays(trained_lines, tmp_path):
+def _predict_test_views(trained_lines, out, *overrides: str) -> None:
+    """cuneidet-lines predict with the trained fixture's last checkpoint on the test views."""
     data, run_dir = trained_lines
-    out = tmp_path / "predict"
     run_app(
         "lines",
         f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
         f"data_dir={data}",
         "views.collections=[test]",
         "progress=false",
-        "threshold=0.0",  # the tiny model is untrained: every cell counts as on a line
+        *overrides,
         f"hydra.run.dir={out}",
     )
+
+
+def test_lines_predict_writes_artifacts_and_overlays(trained_lines, tmp_path):
+    out = tmp_path / "predict"
+    # the tiny model is untrained: with threshold 0 every cell counts as on a line
+    _predict_test_views(trained_lines, out, "threshold=0.0")
     views = pd.read_csv(out / "views.csv")
     assert len(views) == 2 and (views["tl_lines"] == 4).all()
     record = json.loads((out / views["json"][0]).read_text())
@@ -202,18 +208,9 @@ def test_check_box_lines_matches_rows_of_signs_to_annotated_lines(
 
 
 def test_lines_predict_counts_transliterated_views_without_lines(trained_lines, tmp_path):
-    data, run_dir = trained_lines
     out = tmp_path / "blank"
-    run_app(
-        "lines",
-        f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
-        f"data_dir={data}",
-        "views.collections=[test]",
-        "progress=false",
-        "overlays=false",
-        "threshold=1.0",  # no cell reaches p = 1: no line anywhere
-        f"hydra.run.dir={out}",
-    )
+    # no cell reaches p = 1: no line anywhere
+    _predict_test_views(trained_lines, out, "overlays=false", "threshold=1.0")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["views"] == 2
     assert summary["transliterated_views_without_lines"] == ["test/0", "test/1"]
