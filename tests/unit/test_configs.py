@@ -127,3 +127,29 @@ def test_line_net_entries_compose_and_instantiate(arch):
     module = instantiate(cfg.model)
     assert isinstance(module, LineModule)
     assert module.grid.stride in (8.0, 32.0)
+
+
+@pytest.mark.parametrize("entry", _entries("pipeline"))
+def test_every_pipeline_entry_composes(entry):
+    cfg = _compose("pipeline", [f"pipeline={entry}", "pipeline.line_ckpt=x.ckpt"])
+    assert cfg.task_name == "pipeline" and cfg.pipeline.setting == entry
+    assert cfg.pipeline.weak.box_sets == ["train_full"]
+    assert cfg.pipeline.semi_supervised == (entry == "semi")
+    if entry != "weak_real":
+        assert "saa01" in cfg.pipeline.weak.collections
+
+
+@pytest.mark.parametrize("entry", _entries("alignment"))
+def test_every_alignment_entry_builds_its_settings(entry):
+    from cuneidet.pipeline.run import align_settings
+
+    cfg = _compose("pipeline", [f"alignment={entry}", "pipeline.line_ckpt=x.ckpt"])
+    settings = align_settings(cfg)
+    assert settings.sign.outlier_cost == {"hp04": 25.0, "hp00": 10.0}[entry]
+    assert settings.refine_clip == 80.0 and settings.placement["max_distance"] == 10
+
+
+def test_the_slurm_launcher_config_composes():
+    cfg = _compose("pipeline", ["hydra/launcher=slurm", "pipeline.line_ckpt=x.ckpt"])
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.launcher.gpus_per_node == 1

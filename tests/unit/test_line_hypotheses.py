@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from cuneidet.errors import ConfigError
-from cuneidet.lines.hypotheses import METHODS, LineHypotheses, MapGrid, detect_lines
+from cuneidet.lines.hypotheses import (
+    METHODS,
+    LineHypotheses,
+    MapGrid,
+    detect_lines,
+    on_line_window,
+)
 
 GRID32 = MapGrid(stride=32.0, offset=113.0)
 GRID8 = MapGrid(stride=8.0, offset=101.0)  # the four stride-8 cells inside each stride-32 cell
@@ -456,3 +462,18 @@ def test_fraction_of_boxes_on_lines_flags_misregistered_annotations() -> None:
     assert fraction_on_lines(hyp, np.array(on_line + off)) == pytest.approx(6 / 8)
     assert fraction_on_lines(hyp, np.array(off)) == 0.0
     assert math.isnan(fraction_on_lines(hyp, np.zeros((0, 4))))
+
+
+def test_on_line_window_is_the_crop_of_the_whole_mask() -> None:
+    grid = MapGrid(stride=16.0, offset=10.0)
+    line_map = np.zeros((6, 8), dtype=bool)
+    line_map[1, 2:7] = True
+    line_map[4, 0] = True
+    hyp = LineHypotheses([], float("nan"), np.zeros((6, 8), np.int32), line_map, grid, (90, 120))
+    whole = hyp.on_line_mask(padding=5)
+    for y0, x0, h, w in [(0, 0, 90, 120), (13, 27, 40, 50), (70, 100, 20, 20), (80, 110, 30, 30)]:
+        window = on_line_window(line_map, grid, (y0, x0, h, w), padding=5)
+        assert window.shape == (h, w)
+        inside = whole[y0 : y0 + h, x0 : x0 + w]
+        assert np.array_equal(window[: inside.shape[0], : inside.shape[1]], inside)
+        assert not window[inside.shape[0] :].any() and not window[:, inside.shape[1] :].any()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,11 +22,13 @@ from cuneidet.data.datasets import (
     load_segment_samples,
     seed_worker_transform,
 )
+from cuneidet.data.generated import generated_segments, read_generated, read_line_cells
 from cuneidet.data.location import resolve_data_dir
 from cuneidet.data.sources import PhotoSource, build_photo_source
 from cuneidet.data.tiling import tile_segments
 from cuneidet.data.transforms import build_train_transform, seed_pipeline
 from cuneidet.errors import ConfigError
+from cuneidet.lines.artifacts import view_stem
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,12 @@ class CSDDDataModule(pl.LightningDataModule):
 
     The validation split is a held-out set of *training* tablets; ``test_sets`` are only used by
     ``trainer.test`` and never for model selection.
+
+    Weak supervision: ``generated`` names generated-annotation CSVs (aligned and placed signs of
+    the weak pipeline) whose views are trained on too, each with its text-line cells from
+    ``generated_line_dir`` so that unlabelled anchors on text lines are ignored. With
+    ``train_on_boxes=False`` the real ``train_sets`` only provide the validation tablets (the
+    weak-only setting); generated views of validation or test tablets are always left out.
     """
 
     def __init__(
@@ -94,6 +104,10 @@ class CSDDDataModule(pl.LightningDataModule):
         limit_segments: int | None = None,
         exclude_train_tablets: Sequence[str] = (),
         registration_fixes: bool = True,
+        generated: Sequence[str] = (),
+        generated_line_dir: str | None = None,
+        min_align_ratio: float = 0.2,
+        train_on_boxes: bool = True,
         seed: int = 0,
         progress: bool = True,
     ) -> None:
@@ -178,7 +192,16 @@ class CSDDDataModule(pl.LightningDataModule):
                     f"tablets {sorted(overlap)[:5]} are in both data.train_sets and "
                     "data.test_sets; choose disjoint sets"
                 )
+            if not hp.train_on_boxes:
+                self.train_segments = []
             self.train_samples = self._load(self.train_segments)
+            if hp.generated:
+                self.train_samples += self._generated_train_samples()
+            if not self.train_samples:
+                raise ConfigError(
+                    "nothing to train on: data.train_on_boxes=false and no generated view left; "
+                    "check data.generated"
+                )
             if hp.forge_train_collections:
                 self.train_samples += self._forge_train_samples(overlap_check=self._test_tablets())
             self.val_samples = self._load(self.val_segments)
@@ -214,6 +237,33 @@ class CSDDDataModule(pl.LightningDataModule):
         )
         self.train_segments += segments
         return self._load(segments, ForgeSource(forge))
+
+    def _generated_train_samples(self) -> list[SegmentSample]:
+        """Views of the generated CSVs (minus validation, test and excluded tablets), with the
+        text-line cells of ``generated_line_dir``."""
+        hp = self.hparams
+        rows = read_generated(list(hp.generated), hp.min_align_ratio, hp.num_classes)
+        segments = generated_segments(self.csdd, rows)
+        held_out = self._test_tablets() | {s.tablet for s in self.val_segments}
+        held_out |= set(hp.exclude_train_tablets or ())
+        kept = [s for s in segments if s.tablet not in held_out]
+        if len(kept) < len(segments):
+            log.info(
+                "generated labels: left out %d views of validation/test/excluded tablets",
+                len(segments) - len(kept),
+            )
+        samples = self._load(kept)
+        if hp.generated_line_dir:
+            attach_line_cells(samples, Path(hp.generated_line_dir))
+        else:
+            log.warning(
+                "data.generated_line_dir is not set: anchors on unlabelled text lines of the "
+                "generated views are trained as background"
+            )
+        self.train_segments += kept
+        boxes = sum(len(s.labels) for s in samples)
+        log.info("generated labels: %d views, %d boxes", len(samples), boxes)
+        return samples
 
     def _test_tablets(self) -> set[str]:
         if not self.hparams.test_sets:
@@ -277,3 +327,32 @@ class CSDDDataModule(pl.LightningDataModule):
         """train_label → sign name for reports."""
         labels = self.csdd.labels
         return {c: labels.name(c) for c in range(1, self.hparams.num_classes)}
+
+
+def attach_line_cells(samples: Sequence[SegmentSample], line_dir: Path) -> None:
+    """Give every sample the line cells its line stage wrote (``<stem>.json`` + ``.npz``).
+
+    A view without line artifacts, or whose recorded image size differs from the loaded view
+    (another scale or registration), keeps none: its anchors on text lines are trained as
+    background; both are counted in one warning.
+    """
+    missing, mismatched = [], []
+    for sample in samples:
+        path = line_dir / f"{view_stem(sample.key, sample.name)}.json"
+        if not path.is_file():
+            missing.append(sample.key)
+            continue
+        size = tuple(json.loads(path.read_text())["image_size"])
+        if size != sample.image.shape[:2]:
+            mismatched.append(sample.key)
+            continue
+        sample.line_cells = read_line_cells(path)
+    if missing or mismatched:
+        log.warning(
+            "%d generated views have no line artifacts in %s and %d were lined at another size; "
+            "they train without the text-line ignore rule: %s",
+            len(missing),
+            line_dir,
+            len(mismatched),
+            ", ".join((missing + mismatched)[:5]),
+        )

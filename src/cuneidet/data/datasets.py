@@ -19,6 +19,7 @@ from cuneidet.data.sources import PhotoSource
 from cuneidet.data.tiling import Tile
 from cuneidet.data.transforms import seed_pipeline
 from cuneidet.errors import CuneidetError, ImageLoadError
+from cuneidet.lines.hypotheses import LineCells
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,9 @@ class SegmentSample:
     boxes: np.ndarray  # float32 [N, 4] xyxy, scaled segment pixels
     labels: np.ndarray  # int64 [N] train_label (0 and out-of-range labels kept)
     meta: dict[str, Any] = field(default_factory=dict)
+    # text-line cells of a view with generated (incomplete) labels: low-IoU anchors on its
+    # lines are ignored in training; None for views with complete manual boxes
+    line_cells: LineCells | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -131,13 +135,27 @@ class TileDataset(Dataset):
         boxes = np.clip(boxes, 0, [tile.width, tile.height, tile.width, tile.height])
         labels = sample.labels[keep]
         valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        out = self.transform(image=crop[..., None], bboxes=boxes[valid], labels=labels[valid])
+        out = self.transform(
+            image=crop[..., None],
+            mask=_tile_line_mask(sample, tile, crop.shape),
+            bboxes=boxes[valid],
+            labels=labels[valid],
+        )
         return {
             "image": to_input_tensor(out["image"]),
             "boxes": torch.as_tensor(np.asarray(out["bboxes"], np.float32).reshape(-1, 4)),
             "labels": torch.as_tensor(np.asarray(out["labels"], np.int64).reshape(-1)),
+            "line_map": torch.from_numpy(np.asarray(out["mask"]) > 0),
             "key": sample.key,
         }
+
+
+def _tile_line_mask(sample: SegmentSample, tile: Tile, shape: tuple[int, ...]) -> np.ndarray:
+    """uint8 [h, w]: 1 on the view's text lines inside the tile (all 0 without line cells)."""
+    height, width = shape[:2]
+    if sample.line_cells is None:
+        return np.zeros((height, width), np.uint8)
+    return sample.line_cells.window(tile.y0, tile.x0, height, width).astype(np.uint8)
 
 
 class SegmentDataset(Dataset):
@@ -162,12 +180,15 @@ class SegmentDataset(Dataset):
 
 def collate_detection(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack images (same size) and keep per-image targets as lists."""
-    return {
+    batch = {
         "images": torch.stack([item["image"] for item in items]),
         "targets": [{"boxes": item["boxes"], "labels": item["labels"]} for item in items],
         "keys": [item["key"] for item in items],
         "indices": [item.get("index", -1) for item in items],
     }
+    if all("line_map" in item for item in items):
+        batch["line_maps"] = [item["line_map"] for item in items]
+    return batch
 
 
 def seed_worker_transform(worker_id: int) -> None:

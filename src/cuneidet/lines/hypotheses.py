@@ -157,16 +157,7 @@ class LineHypotheses:
 
     def on_line_mask(self, padding: int = 5) -> np.ndarray:
         """Image mask of the positive cells, each painted as a square of side stride + 2·padding."""
-        height, width = self.image_size
-        rows, cols = self.line_map.shape
-        y_lo, y_hi = _cover_ranges(self.grid, rows, height, padding)
-        x_lo, x_hi = _cover_ranges(self.grid, cols, width, padding)
-        per_row = np.cumsum(self.line_map, axis=0, dtype=np.int32)
-        per_row = np.concatenate([np.zeros((1, cols), np.int32), per_row])
-        hit_rows = (per_row[y_hi] - per_row[y_lo]) > 0  # (H, cols)
-        per_col = np.cumsum(hit_rows, axis=1, dtype=np.int32)
-        per_col = np.concatenate([np.zeros((height, 1), np.int32), per_col], axis=1)
-        return (per_col[:, x_hi] - per_col[:, x_lo]) > 0
+        return on_line_window(self.line_map, self.grid, (0, 0, *self.image_size), padding)
 
     def keep(self, indices: ArrayLike) -> LineHypotheses:
         """The hypotheses with only lines ``indices`` (renumbered top to bottom, label map too).
@@ -211,16 +202,47 @@ class LineHypotheses:
         )
 
 
+@dataclass(frozen=True)
+class LineCells:
+    """A view's binary text-line map on the line network's grid (scaled segment pixels)."""
+
+    cells: np.ndarray  # bool [rows, cols]
+    grid: MapGrid
+
+    def window(self, y0: int, x0: int, height: int, width: int, padding: int = 5) -> np.ndarray:
+        """The "on a text line" mask of an image window (see ``on_line_window``)."""
+        return on_line_window(self.cells, self.grid, (y0, x0, height, width), padding)
+
+
 def _cover_ranges(
-    grid: MapGrid, cells: int, pixels: int, padding: int
+    grid: MapGrid, cells: int, start: int, pixels: int, padding: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per pixel, the half-open range of cells whose padded square (closed) contains it."""
+    """Per pixel ``start … start + pixels − 1``, the half-open range of cells whose padded square
+    (closed) contains it."""
     half = grid.stride / 2.0 + padding
-    p = np.arange(pixels, dtype=float)
+    p = np.arange(start, start + pixels, dtype=float)
     lo = np.ceil(grid.to_map(p - half) - 1e-9).astype(np.int64)
     hi = np.floor(grid.to_map(p + half) + 1e-9).astype(np.int64) + 1
     lo = np.clip(lo, 0, cells)
     return lo, np.clip(hi, lo, cells)
+
+
+def on_line_window(
+    line_map: np.ndarray, grid: MapGrid, window: tuple[int, int, int, int], padding: int = 5
+) -> np.ndarray:
+    """The "on a text line" mask of an image window ``(y0, x0, height, width)``: pixels covered
+    by a positive cell of ``line_map`` painted as a square of side stride + 2·padding (the
+    reference's ignore region for the detector). Cheap for a training tile of a large view."""
+    y0, x0, height, width = (int(v) for v in window)
+    rows, cols = line_map.shape
+    y_lo, y_hi = _cover_ranges(grid, rows, y0, height, padding)
+    x_lo, x_hi = _cover_ranges(grid, cols, x0, width, padding)
+    per_row = np.cumsum(line_map, axis=0, dtype=np.int32)
+    per_row = np.concatenate([np.zeros((1, cols), np.int32), per_row])
+    hit_rows = (per_row[y_hi] - per_row[y_lo]) > 0  # (height, cols)
+    per_col = np.cumsum(hit_rows, axis=1, dtype=np.int32)
+    per_col = np.concatenate([np.zeros((height, 1), np.int32), per_col], axis=1)
+    return (per_col[:, x_hi] - per_col[:, x_lo]) > 0
 
 
 @dataclass

@@ -66,7 +66,10 @@ class DetectorModule(pl.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         images = batch["images"]
         loc, cls = self.detector(images)
-        losses = self.detector.loss(loc, cls, batch["targets"], tuple(images.shape[-2:]))
+        # line maps mark anchors to ignore on text lines of views with generated labels
+        losses = self.detector.loss(
+            loc, cls, batch["targets"], tuple(images.shape[-2:]), line_maps=batch.get("line_maps")
+        )
         size = images.shape[0]
         self.log("train/loss", losses["loss"], prog_bar=True, batch_size=size)
         self.log("train/loc_loss", losses["loc_loss"], batch_size=size)

@@ -1,0 +1,1 @@
+"""cuneidet.pipeline: the iterative weak-supervision loop (lines → align → place → retrain)."""

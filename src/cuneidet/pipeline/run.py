@@ -1,0 +1,344 @@
+"""The iterative weak-supervision loop, stage by stage (see ``configs/pipeline.yaml``).
+
+Stages (``outputs/pipelines/<name>/iter_<k>/<stage>/``):
+
+* ``iter_0/lines``: text lines of every weak view, assigned to transliteration lines
+  (Gale–Church); shared by all iterations (the line map is also the detector's ignore region);
+* ``iter_0/hypotheses``: null-hypothesis boxes → ``generated.csv``;
+* ``iter_k/detect`` (k > 0): raw detections of the detector trained in iteration k − 1;
+* ``iter_k/align`` and ``iter_k/place`` (k > 0): aligned and aligned ∪ placed boxes →
+  ``generated.csv``;
+* ``iter_k/train``: the next detector on the generated labels (plus real boxes when
+  semi-supervised), tested on real test_full.
+
+Every stage's metrics also land in ``<root>/metrics.csv`` (and W&B when enabled) and
+``<root>/report.html`` is rewritten after each iteration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from cuneidet.align.sign_alignment import AlignmentParams
+from cuneidet.cli.common import command_line, git_commit, hardware_description
+from cuneidet.data.csdd import CSDD, annotated_segments
+from cuneidet.data.location import resolve_data_dir
+from cuneidet.data.sources import PhotoSource, build_photo_source
+from cuneidet.errors import ConfigError
+from cuneidet.inference.export import write_paper_csv
+from cuneidet.pipeline.align_stage import AlignSettings, align_views, place_views
+from cuneidet.pipeline.initial import initial_hypotheses
+from cuneidet.pipeline.quality import ViewTruth, forge_truth, precision_recall, real_truth
+from cuneidet.pipeline.stages import StageResult, StageRunner
+from cuneidet.pipeline.views import WeakView, select_weak_views
+
+log = logging.getLogger("cuneidet.pipeline")
+
+GENERATED = "generated.csv"
+ALIGNED = "aligned.csv"
+
+
+@dataclasses.dataclass
+class Context:
+    """What every stage of one pipeline needs."""
+
+    cfg: DictConfig
+    csdd: CSDD
+    views: list[WeakView]
+    source: PhotoSource
+    truths: dict[str, ViewTruth]
+    runner: StageRunner
+
+    @property
+    def by_key(self) -> dict[str, WeakView]:
+        return {view.key: view for view in self.views}
+
+
+# -- setup ------------------------------------------------------------------------------------
+def photo_source(cfg: DictConfig, csdd: CSDD) -> PhotoSource:
+    data = cfg.data
+    options = OmegaConf.to_container(data.image_source_options, resolve=True) or {}
+    return build_photo_source(data.image_source, csdd.data_dir, folder=data.image_folder, **options)
+
+
+def excluded_tablets(cfg: DictConfig, csdd: CSDD) -> set[str]:
+    """Test tablets (never weak data) and the tablets the data config leaves out."""
+    tablets = {s.tablet for s in annotated_segments(csdd, list(cfg.data.test_sets))}
+    return tablets | set(cfg.data.exclude_train_tablets or ())
+
+
+def view_truths(cfg: DictConfig, csdd: CSDD, views: list[WeakView]) -> dict[str, ViewTruth]:
+    """Truth for the generated labels: real boxes of box-set views, forge truth of forged views."""
+    by_key = {view.key: view for view in views}
+    truths = real_truth(csdd, list(cfg.pipeline.weak.box_sets), by_key)
+    if "forge" in str(cfg.data.image_source):
+        from cuneidet.forge.store import Forge
+
+        options = dict(OmegaConf.to_container(cfg.data.image_source_options, resolve=True) or {})
+        options.pop("extensions", None)
+        forge = Forge(csdd.data_dir, **options)
+        forged = sorted({v.segment.tablet for k, v in by_key.items() if k not in truths})
+        rendered = [t for t in forged if forge.is_rendered(t)]
+        if rendered:
+            for key, truth in forge_truth(forge.truth(rendered), by_key).items():
+                truths.setdefault(key, truth)
+    return truths
+
+
+def make_context(cfg: DictConfig) -> Context:
+    csdd = CSDD(resolve_data_dir(cfg.data.data_dir), registration_fixes=cfg.data.registration_fixes)
+    weak = cfg.pipeline.weak
+    views = select_weak_views(
+        csdd,
+        list(weak.collections),
+        list(weak.box_sets),
+        exclude_tablets=excluded_tablets(cfg, csdd),
+        limit=weak.limit,
+    )
+    runner = StageRunner(
+        cfg.pipeline.root,
+        extra={
+            "pipeline": cfg.pipeline.name,
+            "command": command_line(),
+            "git_commit": git_commit(),
+            "hardware": hardware_description(),
+        },
+    )
+    return Context(cfg, csdd, views, photo_source(cfg, csdd), view_truths(cfg, csdd, views), runner)
+
+
+def _views_config(ctx: Context) -> dict[str, Any]:
+    data = ctx.cfg.data
+    return {
+        "views": [view.key for view in ctx.views],
+        "image_source": str(data.image_source),
+        "image_source_options": OmegaConf.to_container(data.image_source_options, resolve=True),
+        "registration_fixes": bool(data.registration_fixes),
+    }
+
+
+# -- stages -----------------------------------------------------------------------------------
+def lines_stage(ctx: Context) -> StageResult:
+    from cuneidet.cli.lines import load_line_module
+    from cuneidet.pipeline.lines_stage import run_line_stage
+
+    p = ctx.cfg.pipeline
+    overrides = OmegaConf.to_container(p.line_postprocess, resolve=True) or {}
+    config = {"line_ckpt": str(p.line_ckpt), "postprocess": overrides, **_views_config(ctx)}
+
+    def work(out: Path) -> dict[str, Any]:
+        module = load_line_module(str(p.line_ckpt))
+        post = dataclasses.replace(module.post, **overrides)
+        return run_line_stage(ctx.views, ctx.source, module, post, out, progress=_progress(ctx))
+
+    return ctx.runner.run(0, "lines", config, {}, work, resumable=True)
+
+
+def _quality(ctx: Context, rows: pd.DataFrame, prefix: str) -> dict[str, Any]:
+    if rows.empty:
+        return {}
+    result = precision_recall(rows, ctx.by_key, ctx.truths)
+    return {f"{prefix}_{key}": value for key, value in result.items()}
+
+
+def hypotheses_stage(ctx: Context, lines: StageResult) -> StageResult:
+    def work(out: Path) -> dict[str, Any]:
+        rows, counts = initial_hypotheses(ctx.views, lines.directory)
+        if rows.empty:
+            raise ConfigError("iteration 0: no view has an assigned text line; check the lines")
+        write_paper_csv(rows, out / GENERATED, header=False)
+        return {**counts, "boxes": len(rows), **_quality(ctx, rows, "placed")}
+
+    return ctx.runner.run(0, "hypotheses", {}, {"lines": lines}, work)
+
+
+def detect_stage(ctx: Context, k: int, detector: StageResult) -> StageResult:
+    from cuneidet.models.checkpoint import rebuild_module
+    from cuneidet.pipeline.detect import run_detect_stage
+    from cuneidet.utils.instantiate import instantiate
+
+    settings = OmegaConf.to_container(ctx.cfg.pipeline.detect, resolve=True)
+    workers = int(settings.pop("num_workers", 0))
+    config = {"detect": settings, **_views_config(ctx)}
+
+    def work(out: Path) -> dict[str, Any]:
+        module = rebuild_module(detector.directory / detector.metrics["checkpoint"])
+
+        def make_trainer(callbacks: list[Any]) -> Any:
+            return instantiate(
+                ctx.cfg.trainer, logger=False, callbacks=callbacks, default_root_dir=str(out)
+            )
+
+        return run_detect_stage(
+            ctx.views, ctx.source, module.detector, make_trainer, out, settings, workers
+        )
+
+    return ctx.runner.run(k, "detect", config, {"detector": detector}, work, resumable=True)
+
+
+def align_settings(cfg: DictConfig) -> AlignSettings:
+    a = cfg.alignment
+    sign = AlignmentParams(**OmegaConf.to_container(a.sign, resolve=True))
+    placement = OmegaConf.to_container(a.placement, resolve=True)
+    return AlignSettings(sign, a.line_window, float(a.refine_clip), placement)
+
+
+def align_stage(ctx: Context, k: int, lines: StageResult, detect: StageResult) -> StageResult:
+    settings = align_settings(ctx.cfg)
+    config = {"alignment": OmegaConf.to_container(ctx.cfg.alignment, resolve=True)}
+
+    def work(out: Path) -> dict[str, Any]:
+        rows, counts = align_views(
+            ctx.views,
+            lines.directory,
+            detect.directory,
+            settings,
+            workers=int(ctx.cfg.pipeline.workers),
+            progress=_progress(ctx),
+        )
+        write_paper_csv(rows, out / ALIGNED, header=False)
+        return {**counts, "aligned_boxes": len(rows), **_quality(ctx, rows, "aligned")}
+
+    inputs = {"lines": lines, "detect": detect}
+    return ctx.runner.run(k, "align", config, inputs, work)
+
+
+def place_stage(ctx: Context, k: int, lines: StageResult, align: StageResult) -> StageResult:
+    from cuneidet.inference.export import read_paper_csv
+
+    settings = align_settings(ctx.cfg)
+    config = {"alignment": OmegaConf.to_container(ctx.cfg.alignment, resolve=True)}
+
+    def work(out: Path) -> dict[str, Any]:
+        aligned = read_paper_csv(align.directory / ALIGNED)
+        aligned = aligned[aligned["train_label"] < 240].reset_index(drop=True)
+        placed, counts = place_views(
+            ctx.views,
+            lines.directory,
+            aligned,
+            settings,
+            workers=int(ctx.cfg.pipeline.workers),
+            progress=_progress(ctx),
+        )
+        rows = pd.concat([aligned, placed], ignore_index=True) if len(placed) else aligned
+        write_paper_csv(rows, out / GENERATED, header=False)
+        metrics = {**counts, "aligned_boxes": len(aligned), "placed_boxes": len(placed)}
+        metrics |= _quality(ctx, aligned, "aligned") | _quality(ctx, placed, "placed")
+        return metrics | _quality(ctx, rows, "generated")
+
+    return ctx.runner.run(k, "place", config, {"lines": lines, "align": align}, work)
+
+
+def train_config(
+    ctx: Context, out: Path, labels: StageResult, lines: StageResult, init: str | None
+) -> DictConfig:
+    """cuneidet-train's configuration for one training stage, output into ``out``."""
+    cfg = OmegaConf.create(OmegaConf.to_container(ctx.cfg, resolve=False))
+    with open_dict(cfg):
+        cfg.pop("hydra", None)  # present when composed outside an app (tests, notebooks)
+        cfg.paths.output_dir = str(out)
+        cfg.data.generated = [str(labels.directory / GENERATED)]
+        cfg.data.generated_line_dir = str(lines.directory)
+        cfg.data.train_on_boxes = bool(ctx.cfg.pipeline.semi_supervised)
+        cfg.init_from = init
+        cfg.task_name = f"{ctx.cfg.pipeline.name}/train"
+        last = out / "checkpoints" / "last.ckpt"
+        cfg.ckpt_path = str(last) if last.is_file() else None
+        for logger in (cfg.get("logger") or {}).values():
+            if isinstance(logger, DictConfig) and "wandb" in str(logger.get("_target_", "")):
+                logger.group = ctx.cfg.pipeline.name
+                logger.job_type = "train"
+                logger.name = f"{ctx.cfg.pipeline.name}/{out.parent.name}/train"
+    return cfg
+
+
+def _training_fingerprint(ctx: Context) -> dict[str, Any]:
+    """What decides a training stage's result (run folders and logging left out)."""
+    cfg = ctx.cfg
+    keep = {}
+    for key in ("model", "trainer", "data", "callbacks"):
+        keep[key] = OmegaConf.to_container(cfg[key], resolve=False)
+    return {
+        **keep,
+        "seed": cfg.seed,
+        "semi_supervised": bool(cfg.pipeline.semi_supervised),
+        "init": str(cfg.pipeline.init),
+    }
+
+
+def train_stage(
+    ctx: Context,
+    k: int,
+    labels: StageResult,
+    lines: StageResult,
+    previous: StageResult | None,
+) -> StageResult:
+    from cuneidet.cli.train import train
+
+    init = None
+    inputs: dict[str, StageResult] = {"labels": labels, "lines": lines}
+    if previous is not None and ctx.cfg.pipeline.init == "previous":
+        init = str(previous.directory / previous.metrics["checkpoint"])
+        inputs["init"] = previous
+    elif ctx.cfg.pipeline.init not in ("previous", "scratch"):
+        raise ConfigError(f"pipeline.init must be previous or scratch, got {ctx.cfg.pipeline.init}")
+
+    def work(out: Path) -> dict[str, Any]:
+        cfg = train_config(ctx, out, labels, lines, init)
+        metrics = train(cfg)
+        summary = _read_json(out / "summary.json")
+        best = summary.get("best_checkpoint") or str(out / "checkpoints" / "last.ckpt")
+        return {
+            "checkpoint": str(Path(best).relative_to(out)),
+            "test_mAP": metrics.get("test/mAP"),
+            "test_global_AP": metrics.get("test/global_AP"),
+            "val_best_mAP": summary.get("val_best"),
+            "epochs": summary.get("epochs"),
+            "train_time_s": summary.get("train_time_s"),
+        }
+
+    return ctx.runner.run(k, "train", _training_fingerprint(ctx), inputs, work, resumable=True)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _progress(ctx: Context) -> bool:
+    return bool(ctx.cfg.data.get("progress", True))
+
+
+# -- the loop ---------------------------------------------------------------------------------
+def run_pipeline(cfg: DictConfig) -> dict[str, Any]:
+    """Run iterations 0 … ``pipeline.iteration`` (finished stages skipped); returns the last
+    iteration's metrics."""
+    from cuneidet.pipeline.report import record_iteration
+
+    if int(cfg.pipeline.iteration) < 0:
+        raise ConfigError(f"pipeline.iteration must be ≥ 0, got {cfg.pipeline.iteration}")
+    ctx = make_context(cfg)
+    lines = lines_stage(ctx)
+    previous: StageResult | None = None
+    summary: dict[str, Any] = {}
+    for k in range(int(cfg.pipeline.iteration) + 1):
+        stages: dict[str, StageResult] = {"lines": lines} if k == 0 else {}
+        if k == 0:
+            labels = stages["hypotheses"] = hypotheses_stage(ctx, lines)
+        else:
+            assert previous is not None
+            detect = stages["detect"] = detect_stage(ctx, k, previous)
+            align = stages["align"] = align_stage(ctx, k, lines, detect)
+            labels = stages["place"] = place_stage(ctx, k, lines, align)
+        stages["train"] = previous = train_stage(ctx, k, labels, lines, previous)
+        summary = record_iteration(ctx, k, stages)
+    return summary
+
+
+__all__ = ["Context", "make_context", "run_pipeline"]

@@ -1,0 +1,199 @@
+"""cuneidet-pipeline end to end on a synthetic CSDD: stages, manifests, skip, kill and resume."""
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+
+from cuneidet.config import config_dir
+from cuneidet.inference.export import read_paper_csv
+from cuneidet.pipeline import align_stage
+from cuneidet.pipeline.run import run_pipeline, train_config
+from cuneidet.pipeline.stages import read_manifest
+from tests.integration.test_cli import FAST, run_app
+from tests.integration.test_lines_cli import LINE_FAST
+from tests.synthetic_csdd import make_synthetic_csdd
+
+STAGES = [
+    "iter_0/lines",
+    "iter_0/hypotheses",
+    "iter_0/train",
+    "iter_1/detect",
+    "iter_1/align",
+    "iter_1/place",
+    "iter_1/train",
+]
+
+
+def _overrides(data, line_ckpt, log_dir):
+    return [
+        f"paths.data_dir={data}",
+        f"paths.log_dir={log_dir}",
+        f"pipeline.line_ckpt={line_ckpt}",
+        "pipeline.name=synthetic",
+        "pipeline.iteration=1",
+        "pipeline.workers=1",
+        # the tiny detector finds nothing after one epoch: real boxes keep iteration 1 trainable
+        "pipeline.semi_supervised=true",
+        "trainer.max_epochs=1",
+        "data.val_tablets=[TRAIN002]",
+        *FAST,
+    ]
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    data = make_synthetic_csdd(root / "data", train_tablets=4, test_tablets=2, with_lines=True)
+    lines = root / "lines"
+    run_app(
+        "train",
+        "model=line_net",
+        "model/line_arch=seg",
+        "model.net.channels=8",
+        f"paths.data_dir={data}",
+        f"hydra.run.dir={lines}",
+        "trainer.max_epochs=12",
+        "data.crops_per_epoch=16",
+        "data.val_tablets=[TRAIN002]",
+        *LINE_FAST,
+    )
+    line_ckpt = lines / "checkpoints" / "best.ckpt"
+    log_dir = root / "outputs"
+    args = _overrides(data, line_ckpt, log_dir)
+    first = run_app("pipeline", *args, f"hydra.run.dir={root / 'run1'}")
+    return {
+        "data": data,
+        "line_ckpt": line_ckpt,
+        "log_dir": log_dir,
+        "pipeline": log_dir / "pipelines" / "synthetic",
+        "args": args,
+        "first": first,
+        "root": root,
+    }
+
+
+def test_every_stage_is_written_with_a_finished_manifest(pipeline_run):
+    folder = pipeline_run["pipeline"]
+    for stage in STAGES:
+        manifest = read_manifest(folder / stage)
+        assert manifest is not None and manifest["status"] == "done", stage
+        assert manifest["command"] and manifest["git_commit"] and manifest["hardware"]
+        assert manifest["outputs"], stage
+    assert not list(folder.rglob(".*.partial"))
+    generated = read_paper_csv(folder / "iter_0" / "hypotheses" / "generated.csv")
+    assert len(generated) > 0 and (generated["det_score"] == 1).all()
+    assert (folder / "iter_1" / "train" / "checkpoints" / "best.ckpt").is_file()
+    detect = read_manifest(folder / "iter_1" / "detect")
+    assert detect["metrics"]["views"] == 4
+    assert (
+        detect["inputs"]["detector"]["fingerprint"]
+        == read_manifest(folder / "iter_0" / "train")["fingerprint"]
+    )
+
+
+def test_metrics_table_summary_and_report(pipeline_run):
+    folder = pipeline_run["pipeline"]
+    table = pd.read_csv(folder / "metrics.csv")
+    assert table["iteration"].tolist() == [0, 1]
+    for column in ("train/test_mAP", "train/test_global_AP", "hypotheses/placed_precision"):
+        assert column in table.columns
+    assert "lines/views" in table.columns and table["lines/views"].iloc[0] == 4
+    summary = json.loads((folder / "summary.json").read_text())
+    assert [row["iteration"] for row in summary["iterations"]] == [0, 1]
+    report = (folder / "report.html").read_text()
+    assert "report_files/map.png" in report and "<table>" in report
+    assert (folder / "report_files" / "map.png").stat().st_size > 1000
+
+
+def test_a_rerun_skips_every_finished_stage(pipeline_run):
+    result = run_app(
+        "pipeline", *pipeline_run["args"], f"hydra.run.dir={pipeline_run['root'] / 'run2'}"
+    )
+    log = result.stdout + result.stderr
+    assert log.count("done already") == len(STAGES)
+    assert "running into" not in log
+
+
+def _compose(overrides):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("pipeline", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def test_a_run_killed_during_placement_resumes_to_the_same_labels(
+    pipeline_run, tmp_path, monkeypatch
+):
+    """The pipeline folder moved elsewhere keeps its finished stages; a placement that dies on
+    the second view leaves no placement stage behind, and the rerun writes the same labels."""
+    original = pipeline_run["pipeline"]
+    copy = tmp_path / "outputs" / "pipelines" / "synthetic"
+    shutil.copytree(original, copy)
+    for stage in ("iter_1/place", "iter_1/train"):
+        shutil.rmtree(copy / stage)
+    args = _overrides(pipeline_run["data"], pipeline_run["line_ckpt"], tmp_path / "outputs")
+    cfg = _compose([*args, f"paths.output_dir={tmp_path / 'run'}"])
+
+    real = align_stage.place_one_view
+    calls = []
+
+    def dies_on_the_second_view(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(align_stage, "place_one_view", dies_on_the_second_view)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(cfg)
+    assert not (copy / "iter_1" / "place").exists()
+    assert read_manifest(copy / "iter_1" / ".place.partial")["status"] == "failed"
+    assert read_manifest(copy / "iter_1" / "align")["status"] == "done"
+
+    monkeypatch.setattr(align_stage, "place_one_view", real)
+    run_pipeline(cfg)
+    produced = (copy / "iter_1" / "place" / "generated.csv").read_bytes()
+    assert produced == (original / "iter_1" / "place" / "generated.csv").read_bytes()
+    assert read_manifest(copy / "iter_1" / "train")["status"] == "done"
+    assert not (copy / "iter_1" / ".place.partial").exists()
+
+
+def test_training_resumes_from_the_last_checkpoint_of_an_unfinished_stage(pipeline_run, tmp_path):
+    args = _overrides(pipeline_run["data"], pipeline_run["line_ckpt"], tmp_path / "outputs")
+    cfg = _compose([*args, f"paths.output_dir={tmp_path / 'run'}"])
+    from cuneidet.pipeline.run import make_context
+    from cuneidet.pipeline.stages import StageResult
+
+    ctx = make_context(cfg)
+    folder = pipeline_run["pipeline"]
+    labels = StageResult(folder / "iter_0" / "hypotheses", {"fingerprint": "x"}, True)
+    lines = StageResult(folder / "iter_0" / "lines", {"fingerprint": "y"}, True)
+    out = tmp_path / ".train.partial"
+    fresh = train_config(ctx, out, labels, lines, init=None)
+    assert fresh.ckpt_path is None and fresh.init_from is None
+    assert fresh.data.generated == [str(labels.directory / "generated.csv")]
+    assert fresh.data.generated_line_dir == str(lines.directory)
+    assert fresh.data.train_on_boxes is True  # semi-supervised
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "last.ckpt").write_bytes(b"")
+    resumed = train_config(ctx, out, labels, lines, init="previous.ckpt")
+    assert resumed.ckpt_path == str(out / "checkpoints" / "last.ckpt")
+    assert resumed.init_from == "previous.ckpt" and resumed.paths.output_dir == str(out)
+
+
+def test_bad_settings_are_clear_errors(pipeline_run, tmp_path):
+    result = run_app(
+        "pipeline",
+        *pipeline_run["args"],
+        "pipeline.weak.box_sets=[]",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "no weak view" in result.stdout + result.stderr
