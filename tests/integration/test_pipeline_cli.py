@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
@@ -12,6 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from cuneidet.config import config_dir
 from cuneidet.inference.export import read_paper_csv
 from cuneidet.pipeline import align_stage
+from cuneidet.pipeline import detect as detect_module
 from cuneidet.pipeline.run import run_pipeline, train_config
 from cuneidet.pipeline.stages import read_manifest
 from tests.integration.test_cli import FAST, run_app
@@ -127,41 +129,65 @@ def _compose(overrides):
     return cfg
 
 
-def test_a_run_killed_during_placement_resumes_to_the_same_labels(
-    pipeline_run, tmp_path, monkeypatch
+class Killed(Exception):
+    """Stands for the process being killed in the middle of a stage."""
+
+
+KILLS = {
+    # stage: (module, function that dies on its second call, the stage's outputs to compare)
+    "detect": (detect_module.ViewDetector, "predict_step", "*.npz"),
+    "align": (align_stage, "align_one_view", "aligned.csv"),
+    "place": (align_stage, "place_one_view", "generated.csv"),
+}
+
+
+def _same_outputs(original, copy, pattern):
+    for path in sorted(original.glob(pattern)):
+        other = copy / path.name
+        if path.suffix == ".npz":
+            with np.load(path) as a, np.load(other) as b:
+                assert all(np.array_equal(a[k], b[k]) for k in ("boxes", "scores", "labels"))
+        else:
+            assert path.read_bytes() == other.read_bytes(), path.name
+    return len(list(original.glob(pattern)))
+
+
+@pytest.mark.parametrize("stage", sorted(KILLS))
+def test_a_run_killed_during_a_stage_resumes_to_the_same_artifacts(
+    pipeline_run, tmp_path, monkeypatch, stage
 ):
-    """The pipeline folder moved elsewhere keeps its finished stages; a placement that dies on
-    the second view leaves no placement stage behind, and the rerun writes the same labels."""
+    """The pipeline folder, moved elsewhere, keeps its finished stages; a stage that dies on its
+    second view leaves no stage folder behind, and the rerun writes the same artifacts."""
     original = pipeline_run["pipeline"]
     copy = tmp_path / "outputs" / "pipelines" / "synthetic"
     shutil.copytree(original, copy)
-    for stage in ("iter_1/place", "iter_1/train"):
-        shutil.rmtree(copy / stage)
+    order = ["detect", "align", "place", "train"]
+    for later in order[order.index(stage) :]:
+        shutil.rmtree(copy / "iter_1" / later)
     args = _overrides(pipeline_run["data"], pipeline_run["line_ckpt"], tmp_path / "outputs")
     cfg = _compose([*args, f"paths.output_dir={tmp_path / 'run'}"])
 
-    real = align_stage.place_one_view
+    owner, name, pattern = KILLS[stage]
+    real = getattr(owner, name)
     calls = []
 
     def dies_on_the_second_view(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
-            raise KeyboardInterrupt("killed")
+            raise Killed(f"{stage} killed on its second view")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(align_stage, "place_one_view", dies_on_the_second_view)
-    with pytest.raises(KeyboardInterrupt):
+    monkeypatch.setattr(owner, name, dies_on_the_second_view)
+    with pytest.raises(Killed):
         run_pipeline(cfg)
-    assert not (copy / "iter_1" / "place").exists()
-    assert read_manifest(copy / "iter_1" / ".place.partial")["status"] == "failed"
-    assert read_manifest(copy / "iter_1" / "align")["status"] == "done"
+    assert not (copy / "iter_1" / stage).exists()
+    assert read_manifest(copy / "iter_1" / f".{stage}.partial")["status"] == "failed"
 
-    monkeypatch.setattr(align_stage, "place_one_view", real)
+    monkeypatch.setattr(owner, name, real)
     run_pipeline(cfg)
-    produced = (copy / "iter_1" / "place" / "generated.csv").read_bytes()
-    assert produced == (original / "iter_1" / "place" / "generated.csv").read_bytes()
+    assert _same_outputs(original / "iter_1" / stage, copy / "iter_1" / stage, pattern) >= 1
     assert read_manifest(copy / "iter_1" / "train")["status"] == "done"
-    assert not (copy / "iter_1" / ".place.partial").exists()
+    assert not list(copy.rglob(".*.partial"))
 
 
 def test_training_resumes_from_the_last_checkpoint_of_an_unfinished_stage(pipeline_run, tmp_path):

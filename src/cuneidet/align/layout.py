@@ -14,6 +14,8 @@ All coordinates are pixels of the scaled segment.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from cuneidet.align.transliteration import SIGN_HEIGHT, TransliterationLine
@@ -22,12 +24,19 @@ from cuneidet.lines.hypotheses import TextLine
 
 def null_hypothesis(line: TextLine, text: TransliterationLine) -> np.ndarray:
     """Expected sign centres ``(N, 2)`` (x, y) of ``text`` laid along ``line``."""
-    if len(text) == 0:
-        return np.zeros((0, 2))
+    return null_hypotheses(line, [text])[0]
+
+
+def null_hypotheses(line: TextLine, texts: Sequence[TransliterationLine]) -> list[np.ndarray]:
+    """:func:`null_hypothesis` of several transliteration lines on one line, with a single
+    polyline lookup (line-level alignment lays every transliteration line on every line)."""
+    if not texts:
+        return []
     extent = float(line.x_max - line.x_min)
-    length = max(float(text.length), 1.0)
-    xs = line.x_min + text.centres * (extent / length)
-    return np.stack([xs, line.polyline_y_at(xs)], axis=1)
+    xs = [line.x_min + text.centres * (extent / max(float(text.length), 1.0)) for text in texts]
+    flat = np.concatenate(xs)
+    ys = np.split(line.polyline_y_at(flat), np.cumsum([len(x) for x in xs])[:-1])
+    return [np.stack([x, y], axis=1).reshape(-1, 2) for x, y in zip(xs, ys, strict=True)]
 
 
 def sign_boxes(centres: np.ndarray, widths: np.ndarray) -> np.ndarray:
@@ -52,4 +61,4 @@ def line_direction(line: TextLine) -> np.ndarray:
     return vector / np.linalg.norm(vector)
 
 
-__all__ = ["line_direction", "null_hypothesis", "sign_boxes"]
+__all__ = ["line_direction", "null_hypotheses", "null_hypothesis", "sign_boxes"]

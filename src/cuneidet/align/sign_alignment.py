@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cuneidet.align.layout import line_direction, null_hypothesis
+from cuneidet.align.layout import line_direction, null_hypotheses
 from cuneidet.align.transliteration import SIGN_HEIGHT, TransliterationLine, ViewTransliteration
 from cuneidet.data.csdd import NUM_DETECTOR_CLASSES
 from cuneidet.errors import ConfigError, DataFormatError
@@ -772,17 +772,20 @@ class _Bands:
 
     def piece(self, line: int, texts: list[TransliterationLine]) -> _Piece:
         """The problems "align each of ``texts`` to detected line ``line``"."""
+        expected = self._null_hypotheses(line, texts)
         return _Piece(
             cands=self._candidates(line),
             direction=line_direction(self.hypotheses.lines[line]),
-            lines=[(t.labels, t.widths, self._null_hypothesis(line, t)) for t in texts],
+            lines=[(t.labels, t.widths, e) for t, e in zip(texts, expected, strict=True)],
         )
 
-    def _null_hypothesis(self, line: int, text: TransliterationLine) -> np.ndarray:
-        key = (line, id(text))  # the caller keeps ``text`` alive, so its id is not reused
-        if key not in self._expected:
-            self._expected[key] = null_hypothesis(self.hypotheses.lines[line], text)
-        return self._expected[key]
+    def _null_hypotheses(self, line: int, texts: list[TransliterationLine]) -> list[np.ndarray]:
+        """``null_hypothesis(line, text)`` of every text, with one polyline lookup for all."""
+        missing = [t for t in texts if (line, id(t)) not in self._expected]
+        expected = null_hypotheses(self.hypotheses.lines[line], missing)
+        for text, centres in zip(missing, expected, strict=True):
+            self._expected[(line, id(text))] = centres  # ``text`` outlives the cache: ids hold
+        return [self._expected[(line, id(t))] for t in texts]
 
     def _candidates(self, line: int) -> _Candidates:
         if line not in self._cache:

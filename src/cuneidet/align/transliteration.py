@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -76,12 +77,13 @@ class TransliterationLine:
                 )
             object.__setattr__(self, "span_length", span)
 
-    @property
+    @cached_property
     def centres(self) -> np.ndarray:
-        """x offset (px) of each sign centre from the line start: ``round(cumsum(w) - w / 2)``."""
-        return np.round(np.cumsum(self.widths) - self.widths / 2)
+        """x offset (px) of each sign centre from the line start: ``round(cumsum(w) - w / 2)``
+        (read-only, computed once: alignment lays every line on many detected lines)."""
+        return _frozen_array(np.round(np.cumsum(self.widths) - self.widths / 2), np.float64)
 
-    @property
+    @cached_property
     def length(self) -> float:
         """Prior line length in px: ``round(sum(widths))``."""
         return float(np.round(self.widths.sum()))

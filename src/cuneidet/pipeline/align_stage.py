@@ -34,7 +34,13 @@ from cuneidet.align.sign_alignment import HP04, AlignmentParams, align_view, ali
 from cuneidet.errors import DataNotFoundError
 from cuneidet.inference.export import PAPER_COLUMNS
 from cuneidet.pipeline.detect import read_detections
-from cuneidet.pipeline.views import WeakView, load_view_lines, to_scaled, view_rows
+from cuneidet.pipeline.views import (
+    WeakView,
+    load_view_lines,
+    row_view_keys,
+    to_scaled,
+    view_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,12 +129,14 @@ def align_one_view(
     counts["signs_aligned"] += len(matched)
     if matched.empty:
         return None, counts
-    parts = []
-    for h, group in matched.groupby("hyp_line", sort=True):
-        boxes = detections["boxes"][group["det_idx"].to_numpy()]
-        refined = refine_boxes(boxes, hypotheses.lines[int(h)], settings.refine_clip)
-        parts.append(_rows(view, group, refined, result.align_ratio))
-    rows = pd.concat(parts, ignore_index=True)
+    boxes = detections["boxes"][matched["det_idx"].to_numpy()]
+    lines = matched["hyp_line"].to_numpy()
+    for h in np.unique(lines):
+        on_line = lines == h
+        boxes[on_line] = refine_boxes(
+            boxes[on_line], hypotheses.lines[int(h)], settings.refine_clip
+        )
+    rows = _rows(view, matched, boxes, result.align_ratio)
     return rows, counts
 
 
@@ -159,8 +167,9 @@ def place_one_view(
     hypotheses, _ = usable
     boxes = to_scaled(aligned[BOX].to_numpy(), view.segment)
     labels = aligned["train_label"].to_numpy(np.int64)
+    scores = aligned["det_score"].to_numpy(np.float64)
     assignment = align_view_lines(
-        hypotheses, view.text, boxes, aligned["det_score"].to_numpy(np.float64), labels
+        hypotheses, view.text, boxes, scores, labels, window=settings.line_window
     )
     local = pd.DataFrame(boxes, columns=BOX)
     local["line_idx"] = aligned["line_idx"].to_numpy()
@@ -226,11 +235,6 @@ def align_views(
     return _map(_align_task, jobs, workers, "align", progress)
 
 
-def view_key_of(rows: pd.DataFrame) -> pd.Series:
-    """``collection/segm_idx`` of every generated row."""
-    return rows["folder"].str.split("/").str[0] + "/" + rows["segm_idx"].astype(str)
-
-
 def place_views(
     views: Sequence[WeakView],
     line_dir: Path,
@@ -240,7 +244,7 @@ def place_views(
     progress: bool = True,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Placed rows of all views from the aligned rows, and summed counts."""
-    groups = dict(tuple(aligned.groupby(view_key_of(aligned)))) if len(aligned) else {}
+    groups = dict(tuple(aligned.groupby(row_view_keys(aligned)))) if len(aligned) else {}
     empty = aligned.head(0)
     jobs = [(view, line_dir, groups.get(view.key, empty), settings) for view in views]
     return _map(_place_task, jobs, workers, "place", progress)
@@ -252,5 +256,4 @@ __all__ = [
     "align_views",
     "place_one_view",
     "place_views",
-    "view_key_of",
 ]

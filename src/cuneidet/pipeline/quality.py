@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from cuneidet.data.csdd import CSDD, annotated_segments
-from cuneidet.pipeline.views import WeakView, to_scaled
+from cuneidet.pipeline.views import WeakView, row_view_keys, to_scaled
 
 IOU = 0.5
 
@@ -64,13 +64,13 @@ def precision_recall(
     """Precision and recall of generated ``rows`` (global px, paper columns) on views with
     truth; recall counts every truth box of those views."""
     correct = generated = total = 0
-    keys = rows["folder"].str.split("/").str[0] + "/" + rows["segm_idx"].astype(str)
+    groups = dict(tuple(rows.groupby(row_view_keys(rows)))) if len(rows) else {}
     for key, truth in truths.items():
         if key not in views:
             continue
         total += len(truth.labels)
-        mine = rows[keys == key]
-        if mine.empty:
+        mine = groups.get(key)
+        if mine is None:
             continue
         scaled = to_scaled(mine[["x1", "y1", "x2", "y2"]].to_numpy(), views[key].segment)
         correct += count_correct(scaled, mine["train_label"].to_numpy(), truth)

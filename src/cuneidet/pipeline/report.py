@@ -10,6 +10,7 @@ and placed (orange) boxes.
 from __future__ import annotations
 
 import html
+import json
 import logging
 import math
 from collections.abc import Mapping
@@ -28,7 +29,7 @@ from cuneidet.data.segments import load_segment_image
 from cuneidet.errors import CuneidetError
 from cuneidet.inference.export import read_paper_csv
 from cuneidet.pipeline.stages import StageResult
-from cuneidet.pipeline.views import to_scaled
+from cuneidet.pipeline.views import row_view_keys, to_scaled
 from cuneidet.utils.io import atomic_path, write_csv, write_json, write_text
 
 if TYPE_CHECKING:
@@ -67,7 +68,36 @@ def record_iteration(ctx: Context, k: int, stages: Mapping[str, StageResult]) ->
     if ctx.cfg.pipeline.get("wandb"):
         log_to_wandb(ctx, k, stages)
     write_report(ctx, table, stages)
+    if ctx.cfg.pipeline.get("results_json"):
+        write_results(ctx, table, Path(ctx.cfg.pipeline.results_json))
     return row
+
+
+PAPER_MAP = {"weak": 45.3, "semi": 65.6}
+"""The paper's test_full mAP (README: fpn_net_vA weak only, fpn_net_vF weak + train_full)."""
+
+
+def write_results(ctx: Context, table: pd.DataFrame, path: Path) -> Path:
+    """A committed record of a pipeline: per-iteration metrics, how each stage ran, hardware."""
+    root = Path(ctx.cfg.pipeline.root)
+    stages = {}
+    for manifest_path in sorted(root.glob("iter_*/*/manifest.json")):
+        manifest = json.loads(manifest_path.read_text())
+        stages[f"{manifest_path.parent.parent.name}/{manifest_path.parent.name}"] = {
+            key: manifest.get(key)
+            for key in ("command", "git_commit", "hardware", "started", "duration_s")
+        }
+    record = {
+        "pipeline": ctx.cfg.pipeline.name,
+        "setting": ctx.cfg.pipeline.setting,
+        "weak_views": len(ctx.views),
+        "weak_views_with_truth": len(ctx.truths),
+        "semi_supervised": bool(ctx.cfg.pipeline.semi_supervised),
+        "iterations": table.to_dict(orient="records"),
+        "stages": stages,
+        "paper_test_full_mAP": PAPER_MAP,
+    }
+    return write_json(path, record)
 
 
 def log_to_wandb(ctx: Context, k: int, stages: Mapping[str, StageResult]) -> None:
@@ -144,7 +174,7 @@ def _example_views(ctx: Context, stages: Mapping[str, StageResult], out: Path) -
     rows = read_paper_csv(labels.directory / "generated.csv")
     if rows.empty:
         return []
-    keys = rows["folder"].str.split("/").str[0] + "/" + rows["segm_idx"].astype(str)
+    keys = row_view_keys(rows)
     chosen = sorted(set(keys), key=lambda k: -int((keys == k).sum()))
     count = int(ctx.cfg.pipeline.report_views)
     picked = [
@@ -206,4 +236,4 @@ Boxes drawn: <span style="color:#28aa3c">aligned</span>,
     return write_text(root / "report.html", page)
 
 
-__all__ = ["record_iteration", "stage_metrics", "write_report"]
+__all__ = ["record_iteration", "stage_metrics", "write_report", "write_results"]

@@ -138,6 +138,9 @@ class StageRunner:
         }
         write_json(partial / MANIFEST, manifest)
         _replace_dir(partial, final)
+        log.info(
+            "iter %d / %s: done in %.1f s: %s", iteration, stage, manifest["duration_s"], metrics
+        )
         return StageResult(final, manifest, skipped=False)
 
     @staticmethod

@@ -111,6 +111,13 @@ def to_scaled(boxes: np.ndarray, segment: AnnotatedSegment) -> np.ndarray:
     return (np.asarray(boxes, np.float64).reshape(-1, 4) - [x0, y0, x0, y0]) * segment.scale
 
 
+def row_view_keys(rows: pd.DataFrame) -> pd.Series:
+    """``collection/segm_idx`` of every generated row (the collection is ``folder``'s first
+    part)."""
+    collections = {f: f.split("/", 1)[0] for f in rows["folder"].unique()}
+    return rows["folder"].map(collections) + "/" + rows["segm_idx"].astype(str)
+
+
 def load_view_lines(line_dir: str | Path, view: WeakView) -> tuple[LineHypotheses, np.ndarray]:
     """The line hypotheses and their transliteration line indices written by the line stage."""
     json_path = Path(line_dir) / f"{view.stem}.json"
@@ -162,6 +169,7 @@ def view_rows(
 __all__ = [
     "WeakView",
     "load_view_lines",
+    "row_view_keys",
     "select_weak_views",
     "to_global",
     "to_scaled",
