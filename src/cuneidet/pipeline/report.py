@@ -117,7 +117,7 @@ def log_to_wandb(ctx: Context, k: int, stages: Mapping[str, StageResult]) -> Non
             group=ctx.cfg.pipeline.name,
             job_type=name,
             name=f"{ctx.cfg.pipeline.name}/iter_{k}/{name}",
-            dir=str(result.directory),
+            dir=str(Path(ctx.cfg.pipeline.root)),
             mode=mode,
             reinit="finish_previous",
         )
