@@ -27,9 +27,13 @@ def config_dir() -> str:
 
 
 def register_resolvers() -> None:
-    """Resolvers used in configs: ``${join:${data.train_sets}}`` → "train_full+saa05"."""
+    """Resolvers used in configs: ``${join:${data.train_sets}}`` → "train_full+saa05", and
+    ``${cwd:}`` → the launch directory (unlike ``${hydra:runtime.cwd}`` it also resolves where
+    a multirun sweeper builds its sweep folder, before any job has a Hydra runtime)."""
     if not OmegaConf.has_resolver("join"):
         OmegaConf.register_new_resolver("join", lambda items, sep="+": sep.join(map(str, items)))
+    if not OmegaConf.has_resolver("cwd"):
+        OmegaConf.register_new_resolver("cwd", os.getcwd)
 
 
 register_resolvers()
