@@ -121,6 +121,22 @@ def test_a_rerun_skips_every_finished_stage(pipeline_run):
     assert "running into" not in log
 
 
+def test_a_chained_multirun_runs_each_iteration_on_the_finished_ones(pipeline_run):
+    """``-m pipeline.iteration=0,1``: job 0 and job 1 both find every stage they need done."""
+    args = [a for a in pipeline_run["args"] if not a.startswith("pipeline.iteration=")]
+    result = run_app(
+        "pipeline",
+        "-m",
+        *args,
+        "pipeline.iteration=0,1",
+        f"hydra.sweep.dir={pipeline_run['root'] / 'sweep'}",
+    )
+    log = result.stdout + result.stderr
+    assert log.count("done already") == 3 + len(STAGES)  # job 0: 3 stages, job 1: all 7
+    assert "running into" not in log
+    assert (pipeline_run["root"] / "sweep" / "1").is_dir()
+
+
 def _compose(overrides):
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):

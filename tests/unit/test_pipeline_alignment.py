@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from cuneidet.data.csdd import CSDD
+from cuneidet.errors import ConfigError
 from cuneidet.lines.artifacts import write_view_artifacts
 from cuneidet.lines.hypotheses import LineHypotheses, MapGrid, TextLine
 from cuneidet.pipeline.align_stage import AlignSettings, align_views, place_views
@@ -178,3 +179,17 @@ def test_count_correct_is_one_to_one_and_class_aware(views):
     assert count_correct(truth.boxes[:3], wrong, truth) == 0
     segment = weak[0].segment
     assert np.allclose(to_scaled(to_global(truth.boxes, segment), segment), truth.boxes)
+
+
+def test_weak_views_per_collection_are_spread_and_test_tablets_excluded(data_dir):
+    csdd = CSDD(data_dir)
+    every = select_weak_views(csdd, collections=["train", "test"])
+    assert [v.key for v in every] == [f"test/{i}" for i in range(1)] + [
+        f"train/{i}" for i in range(3)
+    ]
+    spread = select_weak_views(csdd, collections=["train"], per_collection=2)
+    assert [v.key for v in spread] == ["train/0", "train/2"]
+    kept = select_weak_views(csdd, collections=["train", "test"], exclude_tablets=["TEST000"])
+    assert all(v.segment.tablet != "TEST000" for v in kept)
+    with pytest.raises(ConfigError, match="no weak view"):
+        select_weak_views(csdd, collections=["test"], exclude_tablets=["TEST000"])

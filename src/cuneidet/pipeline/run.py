@@ -101,6 +101,7 @@ def make_context(cfg: DictConfig) -> Context:
         list(weak.box_sets),
         exclude_tablets=excluded_tablets(cfg, csdd),
         limit=weak.limit,
+        per_collection=weak.get("per_collection"),
     )
     runner = StageRunner(
         cfg.pipeline.root,

@@ -51,13 +51,19 @@ def select_weak_views(
     box_sets: Sequence[str] = (),
     exclude_tablets: Iterable[str] = (),
     limit: int | None = None,
+    per_collection: int | None = None,
 ) -> list[WeakView]:
     """Transliterated assigned views of ``collections`` and of ``box_sets``' views, minus the
-    excluded tablets, sorted by key; views without a visible sign are left out (counted)."""
-    rows = []
-    if collections:
-        rows.extend(r for _, r in csdd.segments(list(collections), assigned_only=True).iterrows())
-    segments = [segment_from_row(row) for row in rows]
+    excluded tablets, sorted by key; views without a visible sign are left out (counted).
+
+    ``per_collection``: only that many views of each of ``collections``, spread evenly over
+    its views (a reduced run; the box sets' views are all kept)."""
+    segments = []
+    for collection in collections:
+        table = csdd.segments([collection], assigned_only=True)
+        if per_collection is not None and len(table) > per_collection:
+            table = table.iloc[np.linspace(0, len(table) - 1, per_collection).astype(int)]
+        segments.extend(segment_from_row(row) for _, row in table.iterrows())
     for segment in annotated_segments(csdd, list(box_sets)) if box_sets else []:
         segments.append(_without_boxes(segment))
     excluded = set(exclude_tablets)
