@@ -23,13 +23,8 @@ LINE_FAST = [
 ]
 
 
-@pytest.fixture(scope="module")
-def trained_lines(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lines")
-    data = make_synthetic_csdd(
-        root / "data", train_tablets=4, test_tablets=2, with_lines=True, unlined_train_tablets=1
-    )
-    run_dir = root / "train"
+def train_line_net(data, run_dir, *overrides: str) -> None:
+    """A tiny seg line network on the synthetic CSDD (TRAIN002 validates)."""
     run_app(
         "train",
         "model=line_net",
@@ -37,10 +32,20 @@ def trained_lines(tmp_path_factory):
         "model.net.channels=8",
         f"paths.data_dir={data}",
         f"hydra.run.dir={run_dir}",
-        "trainer.max_epochs=2",
         "data.val_tablets=[TRAIN002]",
         *LINE_FAST,
+        *overrides,
     )
+
+
+@pytest.fixture(scope="module")
+def trained_lines(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lines")
+    data = make_synthetic_csdd(
+        root / "data", train_tablets=4, test_tablets=2, with_lines=True, unlined_train_tablets=1
+    )
+    run_dir = root / "train"
+    train_line_net(data, run_dir, "trainer.max_epochs=2")
     return data, run_dir
 
 

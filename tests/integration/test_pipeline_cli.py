@@ -17,7 +17,7 @@ from cuneidet.pipeline import detect as detect_module
 from cuneidet.pipeline.run import run_pipeline, train_config
 from cuneidet.pipeline.stages import read_manifest
 from tests.integration.test_cli import FAST, run_app
-from tests.integration.test_lines_cli import LINE_FAST
+from tests.integration.test_lines_cli import train_line_net
 from tests.synthetic_csdd import make_synthetic_csdd
 
 STAGES = [
@@ -52,18 +52,8 @@ def pipeline_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
     data = make_synthetic_csdd(root / "data", train_tablets=4, test_tablets=2, with_lines=True)
     lines = root / "lines"
-    run_app(
-        "train",
-        "model=line_net",
-        "model/line_arch=seg",
-        "model.net.channels=8",
-        f"paths.data_dir={data}",
-        f"hydra.run.dir={lines}",
-        "trainer.max_epochs=12",
-        "data.crops_per_epoch=16",
-        "data.val_tablets=[TRAIN002]",
-        *LINE_FAST,
-    )
+    # trained long enough to find some of the lines, so that iteration 0 has labels
+    train_line_net(data, lines, "trainer.max_epochs=12", "data.crops_per_epoch=16")
     line_ckpt = lines / "checkpoints" / "best.ckpt"
     log_dir = root / "outputs"
     args = _overrides(data, line_ckpt, log_dir)

@@ -101,20 +101,21 @@ def _write_line_artifacts(line_dir, key, name, image_size, rows):
     np.savez_compressed(line_dir / f"{stem}.npz", line_map=cells)
 
 
+def _weak_module(data_dir, csv_path, **kwargs) -> CSDDDataModule:
+    """A datamodule training on ``csv_path``'s generated labels, validating on TRAIN001."""
+    settings = dict(num_workers=0, progress=False, val_tablets=["TRAIN001"])
+    return CSDDDataModule(
+        data_dir=str(data_dir), generated=[str(csv_path)], **{**settings, **kwargs}
+    )
+
+
 def test_weak_only_training_uses_generated_views_with_line_maps(data_dir, tmp_path, caplog):
     path = write_paper_csv(_truth_rows(data_dir), tmp_path / "gen.csv", header=False)
     line_dir = tmp_path / "lines"
     for index in range(4):
         _write_line_artifacts(line_dir, f"train/{index}", f"TRAIN{index:03d} Obv", (640, 760), 2)
-    dm = CSDDDataModule(
-        data_dir=str(data_dir),
-        num_workers=0,
-        batch_size=4,
-        progress=False,
-        val_tablets=["TRAIN001"],
-        generated=[str(path)],
-        generated_line_dir=str(line_dir),
-        train_on_boxes=False,
+    dm = _weak_module(
+        data_dir, path, batch_size=4, generated_line_dir=str(line_dir), train_on_boxes=False
     )
     dm.setup("fit")
     tablets = sorted(s.meta["tablet"] for s in dm.train_samples)
@@ -133,14 +134,7 @@ def test_generated_views_without_line_artifacts_are_counted(data_dir, tmp_path, 
     line_dir = tmp_path / "lines"
     _write_line_artifacts(line_dir, "train/0", "TRAIN000 Obv", (640, 760), 2)
     _write_line_artifacts(line_dir, "train/2", "TRAIN002 Obv", (320, 380), 2)  # other size
-    dm = CSDDDataModule(
-        data_dir=str(data_dir),
-        num_workers=0,
-        progress=False,
-        val_tablets=["TRAIN001"],
-        generated=[str(path)],
-        generated_line_dir=str(line_dir),
-    )
+    dm = _weak_module(data_dir, path, generated_line_dir=str(line_dir))
     with caplog.at_level(logging.WARNING):
         dm.setup("fit")
     assert "1 generated views have no line artifacts" in caplog.text
@@ -156,13 +150,6 @@ def test_generated_views_without_line_artifacts_are_counted(data_dir, tmp_path, 
 def test_weak_only_without_generated_views_is_refused(data_dir, tmp_path):
     rows = _truth_rows(data_dir, ["test_full"])  # only test tablets: all left out
     path = write_paper_csv(rows, tmp_path / "gen.csv")
-    dm = CSDDDataModule(
-        data_dir=str(data_dir),
-        num_workers=0,
-        progress=False,
-        val_tablets=["TRAIN001"],
-        generated=[str(path)],
-        train_on_boxes=False,
-    )
+    dm = _weak_module(data_dir, path, train_on_boxes=False)
     with pytest.raises(ConfigError, match="nothing to train on"):
         dm.setup("fit")
