@@ -57,7 +57,10 @@ def pipeline_run(tmp_path_factory):
     line_ckpt = lines / "checkpoints" / "best.ckpt"
     log_dir = root / "outputs"
     args = _overrides(data, line_ckpt, log_dir)
-    first = run_app("pipeline", *args, f"hydra.run.dir={root / 'run1'}")
+    results = root / "results" / "pipeline_synthetic.json"
+    first = run_app(
+        "pipeline", *args, f"pipeline.results_json={results}", f"hydra.run.dir={root / 'run1'}"
+    )
     return {
         "data": data,
         "line_ckpt": line_ckpt,
@@ -66,6 +69,7 @@ def pipeline_run(tmp_path_factory):
         "args": args,
         "first": first,
         "root": root,
+        "results": results,
     }
 
 
@@ -97,6 +101,13 @@ def test_metrics_table_summary_and_report(pipeline_run):
     assert "lines/views" in table.columns and table["lines/views"].iloc[0] == 4
     summary = json.loads((folder / "summary.json").read_text())
     assert [row["iteration"] for row in summary["iterations"]] == [0, 1]
+    results = json.loads(pipeline_run["results"].read_text())
+    assert results["setting"] == "weak_real" and results["semi_supervised"] is True
+    assert [row["iteration"] for row in results["iterations"]] == [0, 1]
+    assert results["weak_views"] == 4 and results["weak_views_with_truth"] == 4
+    assert set(results["stages"]) == set(STAGES)
+    assert all(stage["command"] and stage["hardware"] for stage in results["stages"].values())
+    assert results["paper_test_full_mAP"] == {"weak": 45.3, "semi": 65.6}
     report = (folder / "report.html").read_text()
     assert "report_files/map.png" in report and "<table>" in report
     assert (folder / "report_files" / "map.png").stat().st_size > 1000

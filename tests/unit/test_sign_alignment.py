@@ -7,6 +7,7 @@ import itertools
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from cuneidet.align.layout import null_hypothesis
@@ -15,6 +16,7 @@ from cuneidet.align.sign_alignment import (
     HP04,
     SIGN_COLUMNS,
     AlignmentParams,
+    _best_per_class,
     adjacent_cost,
     align_signs,
     align_view,
@@ -631,3 +633,31 @@ def test_negative_window_and_malformed_detections_raise() -> None:
         align_view_lines(hypotheses, text, boxes, scores, labels, window=-1)
     with pytest.raises(DataFormatError):
         align_view(hypotheses, text, boxes, scores[:-1], labels)
+
+
+def test_best_per_class_keeps_the_highest_scores_of_every_class() -> None:
+    labels = np.array([3, 1, 3, 3, 1, 2])
+    scores = np.array([0.2, 0.5, 0.9, 0.4, 0.1, 0.3])
+    assert _best_per_class(labels, scores, 2).tolist() == [1, 2, 3, 4, 5]  # not 0.2 of class 3
+    assert _best_per_class(labels, scores, 1).tolist() == [1, 2, 5]
+
+
+def test_a_candidate_cap_keeps_the_alignment_of_a_cluttered_view() -> None:
+    """Hundreds of faint same-class detections per line (a weak detector): with the cap every
+    detected sign still finds its detection; only faint matches of undetected signs may go."""
+    hypotheses, text, (boxes, scores, labels) = synthetic_view(missing=2)
+    rng = np.random.default_rng(3)
+    faint = rng.uniform([100.0, 350.0], [1300.0, 850.0], size=(600, 2))
+    boxes = np.concatenate([boxes, boxes_at(faint, 100.0, 120.0)])
+    scores = np.concatenate([scores, rng.uniform(0.01, 0.05, size=600)])
+    labels = np.concatenate([labels, rng.integers(1, 8, size=600)])
+    capped = align_view(hypotheses, text, boxes, scores, labels, max_per_class=4)
+    full = align_view(hypotheses, text, boxes, scores, labels)
+    assert capped.assignment.tolist() == full.assignment.tolist() == [-1, 0, 1, 2]
+    true = np.arange(22)  # the detections of the 22 detected signs come first
+    assert set(true) <= set(capped.signs.det_idx) and set(true) <= set(full.signs.det_idx)
+    assert set(capped.signs.det_idx) - {-1} <= set(full.signs.det_idx)
+    columns = ["hyp_line", "line_idx", "pos_idx", "train_label"]
+    pd.testing.assert_frame_equal(capped.signs[columns], full.signs[columns])
+    with pytest.raises(ConfigError, match="max_per_class"):
+        align_view(hypotheses, text, boxes, scores, labels, max_per_class=0)

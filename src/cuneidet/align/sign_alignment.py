@@ -762,10 +762,14 @@ class _Bands:
     band (computed on first use, shared by the line-level and the sign-level stage)."""
 
     def __init__(
-        self, hypotheses: LineHypotheses, detections: tuple[np.ndarray, np.ndarray, np.ndarray]
+        self,
+        hypotheses: LineHypotheses,
+        detections: tuple[np.ndarray, np.ndarray, np.ndarray],
+        max_per_class: int | None = None,
     ) -> None:
         self.hypotheses = hypotheses
         self.detections = detections
+        self.max_per_class = max_per_class
         self.centres = (detections[0][:, :2] + detections[0][:, 2:]) / 2.0
         self._cache: dict[int, _Candidates] = {}
         self._expected: dict[tuple[int, int], np.ndarray] = {}
@@ -791,6 +795,8 @@ class _Bands:
         if line not in self._cache:
             boxes, scores, labels = self.detections
             inside = np.flatnonzero(self.hypotheses.band_contains(line, self.centres))
+            if self.max_per_class is not None:
+                inside = inside[_best_per_class(labels[inside], scores[inside], self.max_per_class)]
             direction = line_direction(self.hypotheses.lines[line])
             self._cache[line] = _candidates(
                 inside, boxes[inside], scores[inside], labels[inside], direction
@@ -798,9 +804,20 @@ class _Bands:
         return self._cache[line]
 
 
-def _check_window(window: int | None) -> None:
+def _check_window(window: int | None, max_per_class: int | None = None) -> None:
     if window is not None and window < 0:
         raise ConfigError(f"window must be None or ≥ 0, got {window}")
+    if max_per_class is not None and max_per_class < 1:
+        raise ConfigError(f"max_per_class must be None or ≥ 1, got {max_per_class}")
+
+
+def _best_per_class(labels: np.ndarray, scores: np.ndarray, count: int) -> np.ndarray:
+    """Sorted indices of the ``count`` highest-scoring detections of every class."""
+    order = np.lexsort((-scores, labels))
+    sorted_labels = labels[order]
+    starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
+    place = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    return np.sort(order[place < count])
 
 
 def _line_scores(
@@ -840,17 +857,21 @@ def line_score_matrices(
     det_labels: np.ndarray,
     params: AlignmentParams = GM_DEFAULTS,
     window: int | None = None,
+    max_per_class: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """RANSAC and GM scores ``(H, T)`` of every (detected line, transliteration line) pair.
 
     Line h's candidates are the detections whose centre lies in its band; the signs' expected
     centres are their null hypothesis on line h. ``window``: when not None, only pairs with
     ``|h − t| ≤ window + |H − T|`` are scored, the others score 0 (a speed option; None scores
-    all pairs, as the reference does).
+    all pairs, as the reference does). ``max_per_class``: when not None, a line keeps only the
+    best-scoring detections of each class (a weak detector's thousands of faint detections
+    would otherwise make the problems too large; None keeps all, as the reference does).
     """
     detections = _check_detections(det_boxes, det_scores, det_labels)
-    _check_window(window)
-    return _line_scores(_Bands(hypotheses, detections), transliteration, params, window)
+    _check_window(window, max_per_class)
+    bands = _Bands(hypotheses, detections, max_per_class)
+    return _line_scores(bands, transliteration, params, window)
 
 
 def align_view_lines(
@@ -861,15 +882,16 @@ def align_view_lines(
     det_labels: np.ndarray,
     params: AlignmentParams = GM_DEFAULTS,
     window: int | None = None,
+    max_per_class: int | None = None,
 ) -> np.ndarray:
     """Per detected line (top to bottom), its transliteration ``line_idx`` or −1 (§2.3 III).
 
-    Both score matrices of :func:`line_score_matrices`, a monotone path through each, and the
-    pairs on both paths.
+    Both score matrices of :func:`line_score_matrices` (same ``window`` and
+    ``max_per_class``), a monotone path through each, and the pairs on both paths.
     """
     detections = _check_detections(det_boxes, det_scores, det_labels)
-    _check_window(window)
-    bands = _Bands(hypotheses, detections)
+    _check_window(window, max_per_class)
+    bands = _Bands(hypotheses, detections, max_per_class)
     ransac, gm = _line_scores(bands, transliteration, params, window)
     return assignment_from_scores(ransac, gm, transliteration.line_indices)
 
@@ -943,16 +965,18 @@ def align_view(
     params: AlignmentParams = HP04,
     line_params: AlignmentParams = GM_DEFAULTS,
     window: int | None = None,
+    max_per_class: int | None = None,
 ) -> ViewAlignment:
     """Align the signs of every assigned line of a view to its band detections (§2.4).
 
     ``assignment``: per detected line its transliteration ``line_idx`` or −1 (e.g. from
     Gale–Church); None computes it with :func:`align_view_lines` (``line_params``,
     ``window``). Each assigned line is solved with :func:`align_signs` under ``params``.
+    ``max_per_class``: see :func:`line_score_matrices`.
     """
     detections = _check_detections(det_boxes, det_scores, det_labels)
-    _check_window(window)
-    bands = _Bands(hypotheses, detections)
+    _check_window(window, max_per_class)
+    bands = _Bands(hypotheses, detections, max_per_class)
     by_idx = {text.line_idx: text for text in transliteration.lines}
     if assignment is None:
         ransac, gm = _line_scores(bands, transliteration, line_params, window)

@@ -55,6 +55,7 @@ class AlignSettings:
 
     sign: AlignmentParams = HP04
     line_window: int | None = None
+    max_per_class: int | None = 20
     refine_clip: float = 80.0
     placement: Mapping[str, Any] = field(default_factory=dict)
 
@@ -118,6 +119,7 @@ def align_one_view(
         detections["labels"],
         params=settings.sign,
         window=settings.line_window,
+        max_per_class=settings.max_per_class,
     )
     signs = result.signs
     counts["views"] += 1
@@ -169,7 +171,13 @@ def place_one_view(
     labels = aligned["train_label"].to_numpy(np.int64)
     scores = aligned["det_score"].to_numpy(np.float64)
     assignment = align_view_lines(
-        hypotheses, view.text, boxes, scores, labels, window=settings.line_window
+        hypotheses,
+        view.text,
+        boxes,
+        scores,
+        labels,
+        window=settings.line_window,
+        max_per_class=settings.max_per_class,
     )
     local = pd.DataFrame(boxes, columns=BOX)
     local["line_idx"] = aligned["line_idx"].to_numpy()

@@ -23,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from omegaconf import OmegaConf
 from PIL import ImageDraw
 
 from cuneidet.data.segments import load_segment_image
@@ -90,6 +91,8 @@ def write_results(ctx: Context, table: pd.DataFrame, path: Path) -> Path:
     record = {
         "pipeline": ctx.cfg.pipeline.name,
         "setting": ctx.cfg.pipeline.setting,
+        "weak": OmegaConf.to_container(ctx.cfg.pipeline.weak, resolve=True),
+        "image_source": str(ctx.cfg.data.image_source),
         "weak_views": len(ctx.views),
         "weak_views_with_truth": len(ctx.truths),
         "semi_supervised": bool(ctx.cfg.pipeline.semi_supervised),

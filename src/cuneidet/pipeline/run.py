@@ -188,7 +188,7 @@ def align_settings(cfg: DictConfig) -> AlignSettings:
     a = cfg.alignment
     sign = AlignmentParams(**OmegaConf.to_container(a.sign, resolve=True))
     placement = OmegaConf.to_container(a.placement, resolve=True)
-    return AlignSettings(sign, a.line_window, float(a.refine_clip), placement)
+    return AlignSettings(sign, a.line_window, a.max_per_class, float(a.refine_clip), placement)
 
 
 def align_stage(ctx: Context, k: int, lines: StageResult, detect: StageResult) -> StageResult:
