@@ -240,3 +240,17 @@ def test_bad_settings_are_clear_errors(pipeline_run, tmp_path):
     )
     assert result.returncode == 2
     assert "no weak view" in result.stdout + result.stderr
+
+
+def test_another_pipeline_reuses_a_matching_line_stage(pipeline_run, tmp_path):
+    from cuneidet.errors import ConfigError
+    from cuneidet.pipeline.run import lines_stage, make_context
+
+    args = _overrides(pipeline_run["data"], pipeline_run["line_ckpt"], tmp_path / "outputs")
+    shared = f"pipeline.lines_from={pipeline_run['pipeline']}"
+    cfg = _compose([*args, "pipeline.name=other", shared, f"paths.output_dir={tmp_path}"])
+    result = lines_stage(make_context(cfg))
+    assert result.skipped and result.directory == pipeline_run["pipeline"] / "iter_0" / "lines"
+    other = _compose([*args, shared, "pipeline.line_postprocess={threshold: 0.5}"])
+    with pytest.raises(ConfigError, match="lines_from"):
+        lines_stage(make_context(other))

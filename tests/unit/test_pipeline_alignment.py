@@ -6,9 +6,15 @@ import pytest
 
 from cuneidet.data.csdd import CSDD
 from cuneidet.errors import ConfigError
+from cuneidet.inference.export import read_paper_csv, write_paper_csv
 from cuneidet.lines.artifacts import write_view_artifacts
 from cuneidet.lines.hypotheses import LineHypotheses, MapGrid, TextLine
-from cuneidet.pipeline.align_stage import AlignSettings, align_views, place_views
+from cuneidet.pipeline.align_stage import (
+    AlignSettings,
+    align_views,
+    aligned_and_placed,
+    place_views,
+)
 from cuneidet.pipeline.detect import write_detections
 from cuneidet.pipeline.initial import initial_hypotheses
 from cuneidet.pipeline.quality import count_correct, precision_recall, real_truth
@@ -135,8 +141,12 @@ def test_alignment_finds_the_detected_signs_and_placement_the_missing_ones(views
     assert len(placed) == 3 and place_counts["signs_placed"] == 3
     assert ((placed["det_score"] == 1) & (placed["m_score"] == 1)).all()
     assert precision_recall(placed, by_key, truths)["precision"] == 1.0
-    both = pd.concat([aligned, placed], ignore_index=True)
+    # the stage writes aligned.csv, reads it back and writes aligned ∪ placed
+    written = read_paper_csv(write_paper_csv(aligned, tmp_path / "aligned.csv", header=False))
+    both = aligned_and_placed(written, placed)
     assert precision_recall(both, by_key, truths)["recall"] == 1.0
+    again = read_paper_csv(write_paper_csv(both, tmp_path / "generated.csv", header=False))
+    assert len(again) == 48 and (again["m_score"] == 1).sum() == 3
 
 
 def test_alignment_runs_the_same_in_a_process_pool(views, tmp_path):

@@ -106,3 +106,12 @@ def test_fingerprint_is_order_independent():
     assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
     assert fingerprint({"a": 1}) != fingerprint({"a": 2})
     assert len(fingerprint(json.loads("{}"))) == 16
+
+
+def test_lookup_finds_a_finished_stage_only_as_configured(tmp_path):
+    runner = StageRunner(tmp_path)
+    assert runner.lookup(0, "lines", {"a": 1}, {}) is None
+    done = runner.run(0, "lines", {"a": 1}, {}, _writer([]))
+    found = StageRunner(tmp_path).lookup(0, "lines", {"a": 1}, {})
+    assert found is not None and found.fingerprint == done.fingerprint and found.skipped
+    assert runner.lookup(0, "lines", {"a": 2}, {}) is None

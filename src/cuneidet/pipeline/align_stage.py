@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from cuneidet.align.placement import place_view, refine_boxes
 from cuneidet.align.sign_alignment import HP04, AlignmentParams, align_view, align_view_lines
 from cuneidet.errors import DataNotFoundError
-from cuneidet.inference.export import PAPER_COLUMNS
+from cuneidet.inference.export import OPTIONAL_COLUMNS, PAPER_COLUMNS
 from cuneidet.pipeline.detect import read_detections
 from cuneidet.pipeline.views import (
     WeakView,
@@ -243,6 +243,19 @@ def align_views(
     return _map(_align_task, jobs, workers, "align", progress)
 
 
+def aligned_and_placed(aligned: pd.DataFrame, placed: pd.DataFrame) -> pd.DataFrame:
+    """The next training set: aligned ∪ placed rows in the paper's columns (a reader's filled-in
+    optional columns are left out, placed rows have none)."""
+    frames = [
+        frame.drop(columns=[c for c in OPTIONAL_COLUMNS if c in frame.columns])
+        for frame in (aligned, placed)
+        if len(frame)
+    ]
+    if not frames:
+        return pd.DataFrame(columns=PAPER_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
+
+
 def place_views(
     views: Sequence[WeakView],
     line_dir: Path,
@@ -262,6 +275,7 @@ __all__ = [
     "AlignSettings",
     "align_one_view",
     "align_views",
+    "aligned_and_placed",
     "place_one_view",
     "place_views",
 ]

@@ -33,7 +33,12 @@ from cuneidet.data.location import resolve_data_dir
 from cuneidet.data.sources import PhotoSource, build_photo_source
 from cuneidet.errors import ConfigError
 from cuneidet.inference.export import write_paper_csv
-from cuneidet.pipeline.align_stage import AlignSettings, align_views, place_views
+from cuneidet.pipeline.align_stage import (
+    AlignSettings,
+    align_views,
+    aligned_and_placed,
+    place_views,
+)
 from cuneidet.pipeline.initial import initial_hypotheses
 from cuneidet.pipeline.quality import ViewTruth, forge_truth, precision_recall, real_truth
 from cuneidet.pipeline.stages import StageResult, StageRunner
@@ -139,6 +144,15 @@ def lines_stage(ctx: Context) -> StageResult:
         post = dataclasses.replace(module.post, **overrides)
         return run_line_stage(ctx.views, ctx.source, module, post, out, progress=_progress(ctx))
 
+    if p.get("lines_from"):
+        shared = StageRunner(p.lines_from).lookup(0, "lines", config, {})
+        if shared is None:
+            raise ConfigError(
+                f"pipeline.lines_from={p.lines_from} has no finished line stage for these views "
+                "and line settings; drop lines_from or point it at a matching pipeline"
+            )
+        log.info("line stage of %s reused", p.lines_from)
+        return shared
     return ctx.runner.run(0, "lines", config, {}, work, resumable=True)
 
 
@@ -228,7 +242,7 @@ def place_stage(ctx: Context, k: int, lines: StageResult, align: StageResult) ->
             workers=int(ctx.cfg.pipeline.workers),
             progress=_progress(ctx),
         )
-        rows = pd.concat([aligned, placed], ignore_index=True) if len(placed) else aligned
+        rows = aligned_and_placed(aligned, placed)
         write_paper_csv(rows, out / GENERATED, header=False)
         metrics = {**counts, "aligned_boxes": len(aligned), "placed_boxes": len(placed)}
         metrics |= _quality(ctx, aligned, "aligned") | _quality(ctx, placed, "placed")

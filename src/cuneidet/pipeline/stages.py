@@ -90,6 +90,19 @@ class StageRunner:
             return None
         return StageResult(directory, manifest, skipped=True)
 
+    def lookup(
+        self,
+        iteration: int,
+        stage: str,
+        config: Mapping[str, Any],
+        inputs: Mapping[str, StageResult | str | Path],
+    ) -> StageResult | None:
+        """The stage when it is finished *as configured* (same fingerprint), else None."""
+        done = self.finished(iteration, stage)
+        if done is None or done.fingerprint != _fingerprint(stage, config, inputs):
+            return None
+        return done
+
     def run(
         self,
         iteration: int,
@@ -103,7 +116,7 @@ class StageRunner:
         configured; returns the finished stage."""
         final = self.stage_dir(iteration, stage)
         upstream = {name: _describe_input(value) for name, value in inputs.items()}
-        key = fingerprint({"stage": stage, "config": config, "inputs": upstream})
+        key = _fingerprint(stage, config, inputs)
         done = read_manifest(final)
         if done and done.get("status") == STATUS_DONE and done.get("fingerprint") == key:
             log.info("iter %d / %s: done already (%s), skipped", iteration, stage, final)
@@ -153,6 +166,13 @@ class StageRunner:
                 return
             shutil.rmtree(partial)
         partial.mkdir(parents=True)
+
+
+def _fingerprint(
+    stage: str, config: Mapping[str, Any], inputs: Mapping[str, StageResult | str | Path]
+) -> str:
+    upstream = {name: _describe_input(value) for name, value in inputs.items()}
+    return fingerprint({"stage": stage, "config": config, "inputs": upstream})
 
 
 def _describe_input(value: StageResult | str | Path) -> dict[str, Any]:
