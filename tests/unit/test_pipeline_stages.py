@@ -115,3 +115,20 @@ def test_lookup_finds_a_finished_stage_only_as_configured(tmp_path):
     found = StageRunner(tmp_path).lookup(0, "lines", {"a": 1}, {})
     assert found is not None and found.fingerprint == done.fingerprint and found.skipped
     assert runner.lookup(0, "lines", {"a": 2}, {}) is None
+
+
+def test_initial_weights_of_a_training_stage(tmp_path):
+    from cuneidet.errors import ConfigError
+    from cuneidet.pipeline.run import initial_weights
+
+    previous = StageRunner(tmp_path).run(
+        0, "train", {}, {}, lambda out: {"checkpoint": "checkpoints/best.ckpt"}
+    )
+    best = str(previous.directory / "checkpoints" / "best.ckpt")
+    assert initial_weights("previous", None, None) == (None, None)
+    assert initial_weights("previous", "forge.ckpt", None) == ("forge.ckpt", "forge.ckpt")
+    assert initial_weights("previous", "forge.ckpt", previous) == (best, previous)
+    assert initial_weights("scratch", None, previous) == (None, None)
+    assert initial_weights("scratch", "forge.ckpt", previous) == ("forge.ckpt", "forge.ckpt")
+    with pytest.raises(ConfigError, match=r"pipeline\.init"):
+        initial_weights("last", None, None)

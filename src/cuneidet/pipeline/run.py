@@ -288,6 +288,21 @@ def _training_fingerprint(ctx: Context) -> dict[str, Any]:
     }
 
 
+def initial_weights(
+    mode: str, init_from: str | None, previous: StageResult | None
+) -> tuple[str | None, StageResult | str | None]:
+    """The checkpoint a training stage starts from, and the input it counts as.
+
+    ``mode="previous"``: the previous iteration's detector; the first detector (and every one
+    with ``"scratch"``) starts from ``init_from`` (e.g. forge pretraining) or from scratch.
+    """
+    if mode not in ("previous", "scratch"):
+        raise ConfigError(f"pipeline.init must be previous or scratch, got {mode}")
+    if previous is not None and mode == "previous":
+        return str(previous.directory / previous.metrics["checkpoint"]), previous
+    return (str(init_from), str(init_from)) if init_from else (None, None)
+
+
 def train_stage(
     ctx: Context,
     k: int,
@@ -297,13 +312,10 @@ def train_stage(
 ) -> StageResult:
     from cuneidet.cli.train import train
 
-    init = None
-    inputs: dict[str, StageResult] = {"labels": labels, "lines": lines}
-    if previous is not None and ctx.cfg.pipeline.init == "previous":
-        init = str(previous.directory / previous.metrics["checkpoint"])
-        inputs["init"] = previous
-    elif ctx.cfg.pipeline.init not in ("previous", "scratch"):
-        raise ConfigError(f"pipeline.init must be previous or scratch, got {ctx.cfg.pipeline.init}")
+    init, source = initial_weights(ctx.cfg.pipeline.init, ctx.cfg.get("init_from"), previous)
+    inputs: dict[str, StageResult | str] = {"labels": labels, "lines": lines}
+    if source is not None:
+        inputs["init"] = source
 
     def work(out: Path) -> dict[str, Any]:
         cfg = train_config(ctx, out, labels, lines, init)
