@@ -25,7 +25,6 @@ figure is half the 1-process one; ``--measure-parallel`` also times ``view_w2`` 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import time
@@ -37,7 +36,7 @@ from cuneidet.align.layout import null_hypothesis
 from cuneidet.align.sign_alignment import align_view, align_view_lines
 from cuneidet.align.transliteration import TransliterationLine, ViewTransliteration
 from cuneidet.lines.hypotheses import LineHypotheses, MapGrid, TextLine
-from cuneidet.utils.timing import median_seconds
+from cuneidet.utils.timing import median_seconds, report_figures
 
 ALL_VIEWS = 2983
 NUM_CLASSES = 240
@@ -189,11 +188,7 @@ def main() -> None:
         figures["pool2_view_w2_ms_per_view"] = round(1000 * wall / len(seeds), 2)
         figures[f"pool2_s_{ALL_VIEWS}_views"] = round(wall / len(seeds) * ALL_VIEWS, 1)
     figures["hardware"] = f"{platform.machine()}, {platform.processor() or 'cpu'}"
-    for key, value in figures.items():
-        print(f"{key:48s}{value}")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(figures, handle, indent=2)
+    report_figures(figures, args.json)
 
 
 if __name__ == "__main__":

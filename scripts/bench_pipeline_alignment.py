@@ -31,6 +31,7 @@ from cuneidet.lines.hypotheses import LineHypotheses
 from cuneidet.pipeline.align_stage import AlignSettings, align_views, place_views
 from cuneidet.pipeline.detect import write_detections
 from cuneidet.pipeline.views import WeakView
+from cuneidet.utils.timing import report_figures
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_alignment import synthetic_view
@@ -72,6 +73,7 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=2983)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--line-window", type=int, default=None)
+    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
     settings = AlignSettings(line_window=args.line_window, placement={"max_distance": 10})
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,8 +108,7 @@ def main() -> None:
         "goal_ratio": round(total / GOAL_S, 2),
         "hardware": f"{platform.machine()}, {os.cpu_count()} cpus",
     }
-    for key, value in figures.items():
-        print(f"{key:24s}{value}")
+    report_figures(figures, args.json)
 
 
 if __name__ == "__main__":

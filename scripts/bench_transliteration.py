@@ -13,13 +13,12 @@ projection to every transliterated view of the CSDD.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 
 from cuneidet.align import view_transliteration
 from cuneidet.data.csdd import CSDD
 from cuneidet.data.location import resolve_data_dir
-from cuneidet.utils.timing import median_seconds
+from cuneidet.utils.timing import median_seconds, report_figures
 
 
 def main() -> None:
@@ -50,11 +49,7 @@ def main() -> None:
         "projected_s_all_views": round(seconds / max(1, len(views)) * total_views, 1),
         "hardware": f"{platform.machine()}, {platform.processor() or 'cpu'}",
     }
-    for key, value in figures.items():
-        print(f"{key:24s}{value}")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(figures, handle, indent=2)
+    report_figures(figures, args.json)
 
 
 if __name__ == "__main__":

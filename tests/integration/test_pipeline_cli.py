@@ -96,7 +96,7 @@ def test_metrics_table_summary_and_report(pipeline_run):
     folder = pipeline_run["pipeline"]
     table = pd.read_csv(folder / "metrics.csv")
     assert table["iteration"].tolist() == [0, 1]
-    for column in ("train/test_mAP", "train/test_global_AP", "hypotheses/placed_precision"):
+    for column in ("train/test_mAP", "train/test_global_AP", "labels/placed_real_precision"):
         assert column in table.columns
     assert "lines/views" in table.columns and table["lines/views"].iloc[0] == 4
     summary = json.loads((folder / "summary.json").read_text())
@@ -104,7 +104,8 @@ def test_metrics_table_summary_and_report(pipeline_run):
     results = json.loads(pipeline_run["results"].read_text())
     assert results["setting"] == "weak_real" and results["semi_supervised"] is True
     assert [row["iteration"] for row in results["iterations"]] == [0, 1]
-    assert results["weak_views"] == 4 and results["weak_views_with_truth"] == 4
+    assert results["weak_views"] == 4
+    assert results["weak_views_with_truth"] == {"real": 4, "forge": 0}
     assert set(results["stages"]) == set(STAGES)
     assert all(stage["command"] and stage["hardware"] for stage in results["stages"].values())
     assert results["paper_test_full_mAP"] == {"weak": 45.3, "semi": 65.6}

@@ -203,3 +203,30 @@ def test_weak_views_per_collection_are_spread_and_test_tablets_excluded(data_dir
     assert all(v.segment.tablet != "TEST000" for v in kept)
     with pytest.raises(ConfigError, match="no weak view"):
         select_weak_views(csdd, collections=["test"], exclude_tablets=["TEST000"])
+
+
+def test_forge_truth_keeps_visible_known_signs_in_scaled_pixels(views):
+    from cuneidet.pipeline.quality import forge_truth
+
+    _, weak = views
+    view = weak[0]
+    frame = pd.DataFrame(
+        {
+            "collection": ["train"] * 4 + ["other"],
+            "segm_idx": [view.segment.segm_idx] * 4 + [0],
+            "relative_bbox": [
+                "[10, 20, 110, 140]",
+                "[0, 0, 5, 5]",
+                "[1, 1, 9, 9]",
+                "[2, 2, 8, 8]",
+                "[0, 0, 1, 1]",
+            ],
+            "train_label": [3, 2, 0, 250, 1],
+            "status": [1, 0, 2, 1, 1],
+        }
+    )
+    truths = forge_truth(frame, {view.key: view})
+    assert list(truths) == [view.key]  # the other collection's view is not a weak view
+    truth = truths[view.key]
+    assert truth.labels.tolist() == [3]  # broken (status 0), label 0 and ≥ 240 left out
+    assert np.allclose(truth.boxes, [[10, 20, 110, 140]])  # scale 1

@@ -29,6 +29,7 @@ from PIL import ImageDraw
 from cuneidet.data.segments import load_segment_image
 from cuneidet.errors import CuneidetError
 from cuneidet.inference.export import read_paper_csv
+from cuneidet.pipeline.quality import precision_recall
 from cuneidet.pipeline.stages import StageResult
 from cuneidet.pipeline.views import row_view_keys, to_scaled
 from cuneidet.utils.io import atomic_path, write_csv, write_json, write_text
@@ -52,10 +53,37 @@ def stage_metrics(stages: Mapping[str, StageResult]) -> dict[str, Any]:
     return flat
 
 
+def _labels_of(stages: Mapping[str, StageResult]) -> pd.DataFrame | None:
+    """The iteration's generated labels (``place`` or, at iteration 0, ``hypotheses``)."""
+    labels = stages.get("place") or stages.get("hypotheses")
+    if labels is None or not (labels.directory / "generated.csv").is_file():
+        return None
+    return read_paper_csv(labels.directory / "generated.csv")
+
+
+def label_quality(ctx: Context, stages: Mapping[str, StageResult]) -> dict[str, Any]:
+    """Precision/recall of the iteration's aligned, placed and all generated boxes against the
+    real and the forge truth, as ``labels/<kind>_<source>_<measure>``."""
+    rows = _labels_of(stages)
+    if rows is None:
+        return {}
+    placed = ((rows["det_score"] == 1) & (rows["m_score"] == 1)).to_numpy()
+    kinds = {"aligned": rows[~placed], "placed": rows[placed], "all": rows}
+    out: dict[str, Any] = {}
+    for source, truths in ctx.truths.items():
+        if not truths:
+            continue
+        for kind, subset in kinds.items():
+            result = precision_recall(subset, ctx.by_key, truths)
+            for measure in ("precision", "recall", "boxes", "correct", "truth_boxes"):
+                out[f"labels/{kind}_{source}_{measure}"] = result[measure]
+    return out
+
+
 def record_iteration(ctx: Context, k: int, stages: Mapping[str, StageResult]) -> dict[str, Any]:
     """Write iteration ``k``'s metrics row, summary, W&B entries and the HTML report."""
     root = Path(ctx.cfg.pipeline.root)
-    row = {"iteration": k, **stage_metrics(stages)}
+    row = {"iteration": k, **stage_metrics(stages), **label_quality(ctx, stages)}
     table_path = root / "metrics.csv"
     rows = pd.read_csv(table_path) if table_path.is_file() else pd.DataFrame()
     if len(rows):
@@ -94,7 +122,7 @@ def write_results(ctx: Context, table: pd.DataFrame, path: Path) -> Path:
         "weak": OmegaConf.to_container(ctx.cfg.pipeline.weak, resolve=True),
         "image_source": str(ctx.cfg.data.image_source),
         "weak_views": len(ctx.views),
-        "weak_views_with_truth": len(ctx.truths),
+        "weak_views_with_truth": {source: len(t) for source, t in ctx.truths.items()},
         "semi_supervised": bool(ctx.cfg.pipeline.semi_supervised),
         "iterations": table.to_dict(orient="records"),
         "stages": stages,
@@ -171,12 +199,10 @@ def _draw_view(ctx: Context, key: str, rows: pd.DataFrame, path: Path) -> bool:
 
 
 def _example_views(ctx: Context, stages: Mapping[str, StageResult], out: Path) -> list[str]:
-    labels = stages.get("place") or stages.get("hypotheses")
-    if labels is None or not (labels.directory / "generated.csv").is_file():
+    rows = _labels_of(stages)
+    if rows is None or rows.empty:
         return []
-    rows = read_paper_csv(labels.directory / "generated.csv")
-    if rows.empty:
-        return []
+    iteration = (stages.get("place") or stages["hypotheses"]).manifest["iteration"]
     keys = row_view_keys(rows)
     chosen = sorted(set(keys), key=lambda k: -int((keys == k).sum()))
     count = int(ctx.cfg.pipeline.report_views)
@@ -185,7 +211,7 @@ def _example_views(ctx: Context, stages: Mapping[str, StageResult], out: Path) -
     ]
     names = []
     for key in picked:
-        name = f"view_{labels.manifest['iteration']}_{key.replace('/', '_')}.png"
+        name = f"view_{iteration}_{key.replace('/', '_')}.png"
         if _draw_view(ctx, key, rows[keys == key], out / name):
             names.append(name)
     return names
@@ -207,13 +233,15 @@ def write_report(ctx: Context, table: pd.DataFrame, stages: Mapping[str, StageRe
     if _plot(table, map_columns, "% (paper protocol, real test_full)", assets / "map.png"):
         plots.append("map.png")
     quality = [
-        (f"{stage}/{kind}_{measure}", f"{kind} {measure}")
-        for stage, kind in (("place", "aligned"), ("place", "placed"), ("hypotheses", "placed"))
+        (f"labels/{kind}_{source}_{measure}", f"{kind} {measure} ({source})")
+        for kind in ("aligned", "placed")
+        for source in ("real", "forge")
         for measure in ("precision", "recall")
     ]
     if _plot(table, quality, "against the truth", assets / "label_quality.png"):
         plots.append("label_quality.png")
     views = _example_views(ctx, stages, assets)
+    truth_counts = ", ".join(f"{len(t)} {source}" for source, t in ctx.truths.items())
     header = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
     body = "".join(
         "<tr>" + "".join(f"<td>{_format(v)}</td>" for v in row) + "</tr>"
@@ -229,7 +257,7 @@ def write_report(ctx: Context, table: pd.DataFrame, stages: Mapping[str, StageRe
 td,th{{border:1px solid #ccc;padding:2px 6px}}img{{max-width:100%;margin:4px}}
 figure{{display:inline-block;max-width:48%}}</style></head><body>
 <h1>Pipeline {html.escape(ctx.cfg.pipeline.name)}</h1>
-<p>{len(ctx.views)} weak views; {len(ctx.truths)} of them with truth boxes.
+<p>{len(ctx.views)} weak views; with truth boxes: {truth_counts}.
 Boxes drawn: <span style="color:#28aa3c">aligned</span>,
 <span style="color:#f08c14">placed</span>.</p>
 <h2>Per iteration</h2><div style="overflow-x:auto"><table><tr>{header}</tr>{body}</table></div>

@@ -20,10 +20,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cuneidet.align.sign_alignment import AlignmentParams
@@ -40,7 +40,7 @@ from cuneidet.pipeline.align_stage import (
     place_views,
 )
 from cuneidet.pipeline.initial import initial_hypotheses
-from cuneidet.pipeline.quality import ViewTruth, forge_truth, precision_recall, real_truth
+from cuneidet.pipeline.quality import ViewTruth, forge_truth, real_truth
 from cuneidet.pipeline.stages import StageResult, StageRunner
 from cuneidet.pipeline.views import WeakView, select_weak_views
 
@@ -58,12 +58,16 @@ class Context:
     csdd: CSDD
     views: list[WeakView]
     source: PhotoSource
-    truths: dict[str, ViewTruth]
     runner: StageRunner
 
     @property
     def by_key(self) -> dict[str, WeakView]:
         return {view.key: view for view in self.views}
+
+    @cached_property
+    def truths(self) -> dict[str, dict[str, ViewTruth]]:
+        """Truth of the weak views by source (read once, after the forge has rendered them)."""
+        return view_truths(self.cfg, self.csdd, self.views)
 
 
 # -- setup ------------------------------------------------------------------------------------
@@ -79,22 +83,26 @@ def excluded_tablets(cfg: DictConfig, csdd: CSDD) -> set[str]:
     return tablets | set(cfg.data.exclude_train_tablets or ())
 
 
-def view_truths(cfg: DictConfig, csdd: CSDD, views: list[WeakView]) -> dict[str, ViewTruth]:
-    """Truth for the generated labels: real boxes of box-set views, forge truth of forged views."""
+def view_truths(
+    cfg: DictConfig, csdd: CSDD, views: list[WeakView]
+) -> dict[str, dict[str, ViewTruth]]:
+    """Truth for the generated labels, by source: ``real`` boxes of box-set views and the
+    ``forge``'s hidden boxes of forged views."""
     by_key = {view.key: view for view in views}
-    truths = real_truth(csdd, list(cfg.pipeline.weak.box_sets), by_key)
+    real = real_truth(csdd, list(cfg.pipeline.weak.box_sets), by_key)
+    forged_truth: dict[str, ViewTruth] = {}
     if "forge" in str(cfg.data.image_source):
         from cuneidet.forge.store import Forge
 
         options = dict(OmegaConf.to_container(cfg.data.image_source_options, resolve=True) or {})
         options.pop("extensions", None)
         forge = Forge(csdd.data_dir, **options)
-        forged = sorted({v.segment.tablet for k, v in by_key.items() if k not in truths})
+        forged = sorted({v.segment.tablet for k, v in by_key.items() if k not in real})
         rendered = [t for t in forged if forge.is_rendered(t)]
         if rendered:
-            for key, truth in forge_truth(forge.truth(rendered), by_key).items():
-                truths.setdefault(key, truth)
-    return truths
+            found = forge_truth(forge.truth(rendered), by_key)
+            forged_truth = {k: t for k, t in found.items() if k not in real}
+    return {"real": real, "forge": forged_truth}
 
 
 def make_context(cfg: DictConfig) -> Context:
@@ -117,7 +125,7 @@ def make_context(cfg: DictConfig) -> Context:
             "hardware": hardware_description(),
         },
     )
-    return Context(cfg, csdd, views, photo_source(cfg, csdd), view_truths(cfg, csdd, views), runner)
+    return Context(cfg, csdd, views, photo_source(cfg, csdd), runner)
 
 
 def _views_config(ctx: Context) -> dict[str, Any]:
@@ -156,20 +164,13 @@ def lines_stage(ctx: Context) -> StageResult:
     return ctx.runner.run(0, "lines", config, {}, work, resumable=True)
 
 
-def _quality(ctx: Context, rows: pd.DataFrame, prefix: str) -> dict[str, Any]:
-    if rows.empty:
-        return {}
-    result = precision_recall(rows, ctx.by_key, ctx.truths)
-    return {f"{prefix}_{key}": value for key, value in result.items()}
-
-
 def hypotheses_stage(ctx: Context, lines: StageResult) -> StageResult:
     def work(out: Path) -> dict[str, Any]:
         rows, counts = initial_hypotheses(ctx.views, lines.directory)
         if rows.empty:
             raise ConfigError("iteration 0: no view has an assigned text line; check the lines")
         write_paper_csv(rows, out / GENERATED, header=False)
-        return {**counts, "boxes": len(rows), **_quality(ctx, rows, "placed")}
+        return {**counts, "boxes": len(rows)}
 
     return ctx.runner.run(0, "hypotheses", {}, {"lines": lines}, work)
 
@@ -219,7 +220,7 @@ def align_stage(ctx: Context, k: int, lines: StageResult, detect: StageResult) -
             progress=_progress(ctx),
         )
         write_paper_csv(rows, out / ALIGNED, header=False)
-        return {**counts, "aligned_boxes": len(rows), **_quality(ctx, rows, "aligned")}
+        return {**counts, "aligned_boxes": len(rows)}
 
     inputs = {"lines": lines, "detect": detect}
     return ctx.runner.run(k, "align", config, inputs, work)
@@ -244,9 +245,7 @@ def place_stage(ctx: Context, k: int, lines: StageResult, align: StageResult) ->
         )
         rows = aligned_and_placed(aligned, placed)
         write_paper_csv(rows, out / GENERATED, header=False)
-        metrics = {**counts, "aligned_boxes": len(aligned), "placed_boxes": len(placed)}
-        metrics |= _quality(ctx, aligned, "aligned") | _quality(ctx, placed, "placed")
-        return metrics | _quality(ctx, rows, "generated")
+        return {**counts, "aligned_boxes": len(aligned), "placed_boxes": len(placed)}
 
     return ctx.runner.run(k, "place", config, {"lines": lines, "align": align}, work)
 
