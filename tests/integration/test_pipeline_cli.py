@@ -252,6 +252,6 @@ def test_another_pipeline_reuses_a_matching_line_stage(pipeline_run, tmp_path):
     cfg = _compose([*args, "pipeline.name=other", shared, f"paths.output_dir={tmp_path}"])
     result = lines_stage(make_context(cfg))
     assert result.skipped and result.directory == pipeline_run["pipeline"] / "iter_0" / "lines"
-    other = _compose([*args, shared, "pipeline.line_postprocess={threshold: 0.5}"])
+    other = _compose([*args, shared, "pipeline.line_postprocess.threshold=0.5"])
     with pytest.raises(ConfigError, match="lines_from"):
         lines_stage(make_context(other))

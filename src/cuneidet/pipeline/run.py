@@ -144,7 +144,8 @@ def lines_stage(ctx: Context) -> StageResult:
     from cuneidet.pipeline.lines_stage import run_line_stage
 
     p = ctx.cfg.pipeline
-    overrides = OmegaConf.to_container(p.line_postprocess, resolve=True) or {}
+    settings = OmegaConf.to_container(p.line_postprocess, resolve=True) or {}
+    overrides = {key: value for key, value in settings.items() if value is not None}
     config = {"line_ckpt": str(p.line_ckpt), "postprocess": overrides, **_views_config(ctx)}
 
     def work(out: Path) -> dict[str, Any]:
