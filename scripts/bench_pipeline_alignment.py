@@ -73,9 +73,14 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=2983)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--line-window", type=int, default=None)
+    parser.add_argument("--max-per-class", type=int, default=20, help="0: no cap (the paper)")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
-    settings = AlignSettings(line_window=args.line_window, placement={"max_distance": 10})
+    settings = AlignSettings(
+        line_window=args.line_window,
+        max_per_class=args.max_per_class or None,
+        placement={"max_distance": 10},
+    )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         started = time.perf_counter()
@@ -97,6 +102,7 @@ def main() -> None:
         "workers": args.workers,
         "cpu_count": os.cpu_count(),
         "line_window": args.line_window,
+        "max_per_class": args.max_per_class or None,
         "aligned_signs": len(aligned),
         "placed_signs": len(placed),
         "lines_assigned": counts.get("lines_assigned", 0),

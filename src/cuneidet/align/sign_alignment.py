@@ -795,8 +795,9 @@ class _Bands:
         if line not in self._cache:
             boxes, scores, labels = self.detections
             inside = np.flatnonzero(self.hypotheses.band_contains(line, self.centres))
-            if self.max_per_class is not None:
-                inside = inside[_best_per_class(labels[inside], scores[inside], self.max_per_class)]
+            cap = self.max_per_class
+            if cap is not None and len(inside) > cap and np.bincount(labels[inside]).max() > cap:
+                inside = inside[_best_per_class(labels[inside], scores[inside], cap)]
             direction = line_direction(self.hypotheses.lines[line])
             self._cache[line] = _candidates(
                 inside, boxes[inside], scores[inside], labels[inside], direction
