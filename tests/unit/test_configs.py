@@ -24,7 +24,7 @@ def _compose(name: str, overrides: list[str]):
         return compose(config_name=name, overrides=overrides, return_hydra_config=True)
 
 
-@pytest.mark.parametrize("name", ["train", "eval", "predict", "forge", "lines"])
+@pytest.mark.parametrize("name", ["train", "eval", "predict", "forge", "lines", "classify"])
 def test_primary_configs_compose(name):
     overrides = ["ckpt_path=x.ckpt"] if name in ("eval", "predict", "lines") else []
     if name == "predict":
@@ -45,6 +45,7 @@ def test_primary_configs_compose(name):
         "callbacks",
         "logger",
         "experiment",
+        "hparams_search",
         "debug",
         "paths",
         "hydra",

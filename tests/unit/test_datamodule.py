@@ -96,3 +96,27 @@ def test_excluded_tablets_leave_training_after_the_split(data_dir):
     assert dm.val_segments == [] and len(dm.val_samples) == 0
     kept = {s.tablet for s in plain.train_segments} - {train_tablet}
     assert {s.tablet for s in dm.train_segments} == kept  # the split itself did not move
+
+
+def test_sign_height_scales_images_and_boxes_together(data_dir):
+    full = _module(data_dir, val_fraction=0.25)
+    half = _module(data_dir, val_fraction=0.25, sign_height=64)
+    full.setup("test")
+    half.setup("test")
+    assert half.scale_factor == 0.5
+    for a, b in zip(full.test_samples, half.test_samples, strict=True):
+        assert abs(b.image.shape[0] - a.image.shape[0] / 2) <= 1
+        assert abs(b.image.shape[1] - a.image.shape[1] / 2) <= 1
+        assert torch.allclose(torch.tensor(b.boxes), torch.tensor(a.boxes) / 2, atol=1e-4)
+        assert b.meta["scale"] == a.meta["scale"] / 2
+    with pytest.raises(ConfigError, match="sign_height"):
+        _module(data_dir, sign_height=4)
+
+
+def test_class_agnostic_labels_every_box_as_a_sign(data_dir):
+    dm = _module(data_dir, val_fraction=0.25, class_agnostic=True, num_classes=2)
+    dm.setup("test")
+    labels = torch.cat([torch.tensor(s.labels) for s in dm.test_samples])
+    assert len(labels) and bool((labels == 1).all())
+    with pytest.raises(ConfigError, match="num_classes=2"):
+        _module(data_dir, class_agnostic=True, num_classes=240)

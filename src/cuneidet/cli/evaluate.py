@@ -24,7 +24,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     save_config(cfg, output_dir)
     pl.seed_everything(cfg.seed, workers=True)
     module = load_module(cfg.ckpt_path, inference=cfg.inference)
-    datamodule = instantiate(cfg.data, num_classes=module.detector.num_classes)
+    # the checkpoint's working scale (data.sign_height of its training)
+    datamodule = instantiate(
+        cfg.data, num_classes=module.detector.num_classes, sign_height=module.sign_height
+    )
     loggers = instantiate_list(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=[])
     trainer.test(module, datamodule=datamodule)

@@ -20,7 +20,7 @@ from cuneidet.cli.common import (
 )
 from cuneidet.config import config_dir
 from cuneidet.errors import ConfigError, DataNotFoundError
-from cuneidet.models.checkpoint import load_weights
+from cuneidet.models.checkpoint import init_backbone, init_classifier, load_weights
 from cuneidet.models.module import count_parameters
 from cuneidet.utils.instantiate import instantiate, instantiate_list
 from cuneidet.utils.io import write_json
@@ -67,6 +67,7 @@ def check_model_and_data(cfg: DictConfig, module: Any) -> None:
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train (and test) as configured; returns the final metrics."""
+    wall_start = time.monotonic()
     output_dir = Path(cfg.paths.output_dir)
     save_config(cfg, output_dir)
     pl.seed_everything(cfg.seed, workers=True)
@@ -75,9 +76,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.get("init_from"):
         load_weights(module, cfg.init_from)
         log.info("initialised the network from %s", cfg.init_from)
+    if cfg.get("init_backbone_from"):
+        copied = init_backbone(module, cfg.init_backbone_from)
+        log.info("backbone: %d tensors from the classifier %s", copied, cfg.init_backbone_from)
+    if cfg.get("init_classifier_from"):
+        init_classifier(module, cfg.init_classifier_from)
+        log.info("naming stage initialised from the classifier %s", cfg.init_classifier_from)
     check_model_and_data(cfg, module)
     datamodule = instantiate(cfg.data, **module.datamodule_arguments())
     module.model_config = OmegaConf.to_container(cfg.model, resolve=True)
+    if hasattr(module, "sign_height"):
+        module.sign_height = float(cfg.data.get("sign_height") or 128.0)
     callbacks = instantiate_list(cfg.get("callbacks"))
     loggers = instantiate_list(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
@@ -104,6 +113,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         **module.data_summary(cfg.data),
         "image_source": cfg.data.image_source,
         "init_from": cfg.get("init_from"),
+        "init_backbone_from": cfg.get("init_backbone_from"),
+        "init_classifier_from": cfg.get("init_classifier_from"),
         "epochs": _epochs_trained(trainer),
         "global_steps": int(trainer.global_step),
         "train_time_s": round(train_time, 1),
@@ -126,6 +137,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         )
         log_report_to_wandb(loggers, output_dir / "test")
         metrics.update({k: float(v) for k, v in tester.callback_metrics.items()})
+    summary["wall_time_s"] = round(time.monotonic() - wall_start, 1)
     write_json(output_dir / "summary.json", summary)
     log.info("summary: %s", {k: summary[k] for k in summary if "map" in k or "ap" in k})
     return metrics
@@ -179,11 +191,16 @@ def _best_checkpoint(trainer: pl.Trainer) -> str | None:
     return None
 
 
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def train_and_score(cfg: DictConfig) -> float | None:
+    """Train as configured; the ``optimized_metric`` for sweepers (Optuna), None without it."""
     metrics = task_wrapper(train)(cfg)
     name = cfg.get("optimized_metric")
     return metrics.get(name) if name and metrics else None
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return train_and_score(cfg)
 
 
 if __name__ == "__main__":

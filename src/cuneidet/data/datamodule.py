@@ -108,12 +108,24 @@ class CSDDDataModule(pl.LightningDataModule):
         generated_line_dir: str | None = None,
         min_align_ratio: float = 0.2,
         train_on_boxes: bool = True,
+        sign_height: float = 128.0,
+        class_agnostic: bool = False,
         seed: int = 0,
         progress: bool = True,
     ) -> None:
         super().__init__()
         if not train_sets and not test_sets:
             raise ConfigError("data.train_sets and data.test_sets are both empty; name a box set")
+        if not 16 <= float(sign_height) <= 256:
+            raise ConfigError(
+                f"data.sign_height={sign_height}: signs are ~128 px high at the CSDD scale; "
+                "choose a working height between 16 and 256 (e.g. 64)"
+            )
+        if class_agnostic and num_classes != 2:
+            raise ConfigError(
+                f"data.class_agnostic=true trains a localiser with one sign class, but the model "
+                f"has num_classes={num_classes}; set model.detector.num_classes=2"
+            )
         self.save_hyperparameters(logger=False)
         self.train_segments: list[AnnotatedSegment] = []
         self.val_segments: list[AnnotatedSegment] = []
@@ -166,10 +178,25 @@ class CSDDDataModule(pl.LightningDataModule):
             segments = segments[: int(self.hparams.limit_segments)]
         return segments
 
+    @property
+    def scale_factor(self) -> float:
+        """Working scale relative to the CSDD's (signs ≈ 128 px high): sign_height / 128."""
+        return float(self.hparams.sign_height) / 128.0
+
     def _load(
         self, segments: Sequence[AnnotatedSegment], source: PhotoSource | None = None
     ) -> list[SegmentSample]:
-        return load_segment_samples(segments, source or self.source, progress=self.hparams.progress)
+        samples = load_segment_samples(
+            segments,
+            source or self.source,
+            progress=self.hparams.progress,
+            scale_factor=self.scale_factor,
+        )
+        if self.hparams.class_agnostic:
+            # a localiser: every annotated box is a sign of class 1, whatever its label
+            for sample in samples:
+                sample.labels = np.ones_like(sample.labels)
+        return samples
 
     # -- Lightning hooks --------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -270,7 +297,9 @@ class CSDDDataModule(pl.LightningDataModule):
             return set()
         return {s.tablet for s in annotated_segments(self.csdd, list(self.hparams.test_sets))}
 
-    def train_dataset(self) -> TileDataset:
+    def train_dataset(self, num_classes: int | None = None) -> TileDataset:
+        """Training tiles; boxes with a label ≥ ``num_classes`` (default data.num_classes) are
+        left out of the targets."""
         hp = self.hparams
         assert self.train_samples is not None, "call setup('fit') first"
         tiles = tile_segments(
@@ -296,7 +325,7 @@ class CSDDDataModule(pl.LightningDataModule):
             contrast=hp.contrast,
         )
         seed_pipeline(transform, hp.seed)
-        return TileDataset(self.train_samples, tiles, transform, hp.num_classes)
+        return TileDataset(self.train_samples, tiles, transform, num_classes or hp.num_classes)
 
     def _loader(self, dataset: Any, batch_size: int, shuffle: bool) -> DataLoader:
         workers = int(self.hparams.num_workers)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import albumentations as A
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
@@ -45,9 +46,15 @@ class SegmentSample:
 
 
 def load_segment_samples(
-    segments: Sequence[AnnotatedSegment], source: PhotoSource, progress: bool = True
+    segments: Sequence[AnnotatedSegment],
+    source: PhotoSource,
+    progress: bool = True,
+    scale_factor: float = 1.0,
 ) -> list[SegmentSample]:
     """Crop, scale and grayscale every segment; each photograph is decoded once.
+
+    ``scale_factor`` multiplies the CSDD's per-segment scale (signs ≈ 128 px high): 0.5 gives
+    64-px signs (``data.sign_height=64``); boxes and ``meta["scale"]`` follow.
 
     A photograph that cannot be loaded skips its segments with a counted warning; if nothing is
     left the error says which photographs failed.
@@ -66,12 +73,14 @@ def load_segment_samples(
             failures[tablet] = str(error)
             continue
         for segment in group:
-            image = extract_segment(photo, segment.bbox, segment.scale)
+            scale = float(segment.scale) * scale_factor
+            image = extract_segment(photo, segment.bbox, scale)
+            boxes = np.asarray(segment.scaled_boxes(), np.float64).reshape(-1, 4) * scale_factor
             samples[segment.key] = SegmentSample(
                 key=segment.key,
                 name=segment.name,
                 image=np.asarray(image, dtype=np.uint8),
-                boxes=np.asarray(segment.scaled_boxes(), dtype=np.float32).reshape(-1, 4),
+                boxes=boxes.astype(np.float32),
                 labels=np.asarray(segment.labels, dtype=np.int64),
                 meta={
                     "collection": segment.collection,
@@ -79,7 +88,7 @@ def load_segment_samples(
                     "tablet": segment.tablet,
                     "view": segment.view,
                     "bbox": tuple(segment.bbox),
-                    "scale": float(segment.scale),
+                    "scale": scale,
                 },
             )
     if failures:
@@ -198,6 +207,7 @@ def seed_worker_transform(worker_id: int) -> None:
     the same augmentation stream. The torch worker seed differs per worker and per epoch and is
     itself derived from the seed given to ``seed_everything``.
     """
+    cv2.setNumThreads(0)  # loader workers share the cores with torch: no OpenCV thread pool
     info = get_worker_info()
     if info is None:
         return

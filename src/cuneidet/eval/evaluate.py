@@ -6,10 +6,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from PIL import Image
 
 from cuneidet.eval.paper_metric import classify_detections
 from cuneidet.eval.reports import draw_segment_detections, write_metrics
+from cuneidet.inference.export import write_paper_csv
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,8 @@ def write_test_report(
         class_names=class_names,
     )
     samples = datamodule.test_samples or []
+    frame = test_detections_frame(module.test_records, samples)
+    write_paper_csv(frame, out_dir / "detections.csv", label_map=_label_map(datamodule))
     records = sorted(module.test_records, key=lambda r: -len(r["target"]["labels"]))
     for record in records[:num_images]:
         sample = samples[record["index"]]
@@ -62,3 +67,40 @@ def write_test_report(
         out_dir,
     )
     return metrics
+
+
+def _label_map(datamodule: Any) -> Any:
+    csdd = getattr(datamodule, "csdd", None)
+    return getattr(csdd, "labels", None)
+
+
+def test_detections_frame(records: list[dict[str, Any]], samples: list[Any]) -> pd.DataFrame:
+    """Every scored test detection in the prediction columns (``cuneidet-predict``'s frame):
+    ``imageName`` = tablet, ``folder`` = collection, boxes in photo pixels (x1..y2) and in the
+    scaled segment (sx1..sy2), and the segment's scale, so any evaluator can re-score them."""
+    from cuneidet.data.segments import scaled_to_photo
+    from cuneidet.inference.predict import BOX_COLUMNS, PREDICTION_COLUMNS, SCALED_BOX_COLUMNS
+
+    frames = []
+    for record in records:
+        meta = samples[record["index"]].meta
+        pred = record["pred"]
+        scaled = np.asarray(pred["boxes"], np.float64).reshape(-1, 4)
+        count = len(scaled)
+        photo = scaled_to_photo(scaled, meta["bbox"], meta["scale"]).reshape(-1, 4)
+        columns: dict[str, Any] = {
+            "imageName": [meta["tablet"]] * count,
+            "folder": [meta["collection"]] * count,
+            "image_path": [""] * count,
+            "segm_idx": np.full(count, int(meta["segm_idx"]), np.int64),
+            "train_label": np.asarray(pred["labels"], np.int64).reshape(-1),
+            "det_score": np.asarray(pred["scores"], np.float64).reshape(-1),
+        }
+        for i, (col, scol) in enumerate(zip(BOX_COLUMNS, SCALED_BOX_COLUMNS, strict=True)):
+            columns[col] = photo[:, i]
+            columns[scol] = scaled[:, i]
+        columns["scale"] = np.full(count, float(meta["scale"]))
+        frames.append(pd.DataFrame(columns, columns=list(PREDICTION_COLUMNS)))
+    if not frames:
+        return pd.DataFrame(columns=list(PREDICTION_COLUMNS))
+    return pd.concat(frames, ignore_index=True)

@@ -24,10 +24,9 @@ test-time augmentation anywhere: cuneiform signs are chiral.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence, Sized
+from collections.abc import Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from tqdm.auto import tqdm
 
 from cuneidet.data.datasets import to_input_tensor
 from cuneidet.errors import ConfigError, ImageLoadError
+from cuneidet.models.detector import eval_mode
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,36 @@ def detect_image(
     ``device`` defaults to the detector's device. ``detect_kwargs`` go to ``detector.detect``
     (``score_thresh``, ``nms_thresh``, ...). Returns CPU tensors ``boxes [D, 4]`` (float32, xyxy,
     pixels of ``image``), ``scores [D]`` and ``labels [D]`` (int64 train labels).
+
+    ``image`` is at the CSDD scale (signs ≈ 128 px high). A detector trained at another working
+    scale (its ``sign_height`` attribute, from the checkpoint) sees the image resized to it, and
+    its boxes are mapped back to ``image`` pixels.
     """
+    factor = float(getattr(detector, "sign_height", 128.0)) / 128.0
+    if abs(factor - 1.0) > 1e-6:
+        size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
+        small = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=None)
+        dets = _detect_at_scale(
+            detector, small, tile_size, tile_overlap, max_pixels, device, detect_kwargs
+        )
+        scale = torch.tensor(
+            [image.width / size[0], image.height / size[1]] * 2, dtype=dets["boxes"].dtype
+        )
+        return {**dets, "boxes": dets["boxes"] * scale}
+    return _detect_at_scale(
+        detector, image, tile_size, tile_overlap, max_pixels, device, detect_kwargs
+    )
+
+
+def _detect_at_scale(
+    detector: nn.Module,
+    image: Image.Image,
+    tile_size: int | None,
+    tile_overlap: int,
+    max_pixels: int,
+    device: str | torch.device | None,
+    detect_kwargs: dict[str, Any],
+) -> Detections:
     width, height = image.size
     if tile_size is None and width * height > max_pixels:
         tile_size = DEFAULT_TILE_SIZE
@@ -114,7 +143,7 @@ def detect_image(
             tile_size,
         )
     device = _resolve_device(detector, device)
-    with _eval_mode(detector), torch.inference_mode():
+    with eval_mode(detector), torch.inference_mode():
         if tile_size is None:
             return _detect_whole(detector, image, device, detect_kwargs)
         return _detect_tiled(detector, image, tile_size, tile_overlap, device, detect_kwargs)
@@ -238,17 +267,6 @@ def _resolve_device(detector: nn.Module, device: str | torch.device | None) -> t
         return torch.device(device)
     param = next(iter(detector.parameters()), None)
     return param.device if param is not None else torch.device("cpu")
-
-
-@contextlib.contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
-    """Run in eval mode (BatchNorm statistics frozen) and restore the previous mode afterwards."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)
 
 
 # --------------------------------------------------------------------------- photographs

@@ -29,10 +29,24 @@ def rebuild_module(ckpt_path: str | Path, map_location: str = "cpu") -> Any:
             f"{path} has no cuneidet model config; was it written by cuneidet-train? "
             "For the released fpn_net_vA/vF.pth weights use cuneidet.models.reference_weights"
         )
-    module = instantiate(OmegaConf.create(model_config))
+    # the weights come from the checkpoint: no ImageNet weights are read to build the network
+    module = instantiate(OmegaConf.create(_without_pretrained(model_config)))
     module.model_config = model_config
     module.load_state_dict(checkpoint["state_dict"], strict=True)
+    if hasattr(module, "sign_height"):
+        module.sign_height = float(checkpoint["cuneidet"].get("sign_height", 128.0))
     return module.eval()
+
+
+def _without_pretrained(config: Any) -> Any:
+    """A copy of a model config with every ``pretrained`` switched off."""
+    if isinstance(config, dict):
+        return {
+            k: (False if k == "pretrained" else _without_pretrained(v)) for k, v in config.items()
+        }
+    if isinstance(config, list):
+        return [_without_pretrained(v) for v in config]
+    return config
 
 
 def load_module(
@@ -76,6 +90,37 @@ def load_weights(module: pl.LightningModule, ckpt_path: str | Path) -> pl.Lightn
             "use the same model (and its backbone, head, num_classes or line_arch)"
         ) from exc
     return module
+
+
+def init_backbone(module: pl.LightningModule, ckpt_path: str | Path) -> int:
+    """Copy a sign classifier's EfficientNet body into the detector's backbone (the localiser's,
+    for the two-stage recogniser); returns the number of tensors copied."""
+    from cuneidet.models.classifier import load_backbone_from_classifier
+    from cuneidet.models.efficientnet_lite import EfficientNetLite
+
+    detector = getattr(module, "detector", None)
+    detector = getattr(detector, "localiser", detector)
+    body = getattr(getattr(detector, "fpn", None), "body", None)
+    if not isinstance(body, EfficientNetLite):
+        raise ConfigError(
+            f"init_backbone_from={ckpt_path} needs a detector with an EfficientNet-Lite backbone "
+            f"(model/backbone=efficientnet_lite0 or model=two_stage), not {type(body).__name__}"
+        )
+    return load_backbone_from_classifier(body, ckpt_path)
+
+
+def init_classifier(module: pl.LightningModule, ckpt_path: str | Path) -> None:
+    """Load a cuneidet-classify checkpoint into the naming stage of a two-stage recogniser."""
+    from cuneidet.models.classifier import load_classifier_weights
+
+    classifier = getattr(getattr(module, "detector", None), "classifier", None)
+    if classifier is None:
+        raise ConfigError(
+            f"init_classifier_from={ckpt_path} needs model=two_stage (a recogniser with a "
+            f"classifier), not {type(getattr(module, 'detector', module)).__name__}; for a "
+            "one-stage detector use init_backbone_from"
+        )
+    load_classifier_weights(classifier, ckpt_path)
 
 
 _OPTIONAL_INFERENCE = ("pre_nms_topk", "max_detections", "class_agnostic_nms")

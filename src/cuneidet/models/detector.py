@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -15,6 +16,17 @@ from cuneidet.models.box_coder import decode, encode, match, nms_plus_one
 from cuneidet.models.heads import RetinaHead, SSDHead
 
 Detections = dict[str, Tensor]
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """Run in eval mode (BatchNorm statistics frozen) and restore the previous mode afterwards."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
 
 
 class SignDetector(nn.Module):
@@ -180,16 +192,9 @@ class SignDetector(nn.Module):
 
     def detect(self, images: Tensor, **postprocess_kwargs: Any) -> list[Detections]:
         """Eval-mode forward + :meth:`postprocess` without autograd; restores the train mode."""
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.inference_mode():
-                loc, cls_logits = self(images)
-                return self.postprocess(
-                    loc, cls_logits, tuple(images.shape[-2:]), **postprocess_kwargs
-                )
-        finally:
-            self.train(was_training)
+        with eval_mode(self), torch.inference_mode():
+            loc, cls_logits = self(images)
+            return self.postprocess(loc, cls_logits, tuple(images.shape[-2:]), **postprocess_kwargs)
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Number of (trainable) parameters."""

@@ -58,6 +58,8 @@ class DetectorModule(pl.LightningModule):
         self.test_records: list[dict[str, Any]] = []
         # The model part of the Hydra config, stored in checkpoints to rebuild the module.
         self.model_config: dict[str, Any] | None = None
+        # working scale (data.sign_height): the detector saw signs this many pixels high
+        self.sign_height = 128.0
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.detector(images)
@@ -152,15 +154,34 @@ class DetectorModule(pl.LightningModule):
         report = write_test_report(
             self, datamodule, out_dir, num_images=num_images, draw_score_thresh=draw_score_thresh
         )
-        return {
+        headline = {
             "test_map": report["map"],
             "test_global_ap": report["global_ap"],
             "test_map_align": report["map_align"],
+            "test_recall": report.get("recall"),
+            "test_coco_map_50": report.get("coco_map_50"),
+            "test_coco_map_50_class_agnostic": report.get("coco_map_50_agnostic"),
         }
+        loc_ap = self.trainer.callback_metrics.get("test/loc_AP") if self._trainer else None
+        if loc_ap is not None:
+            headline["test_loc_ap"] = round(float(loc_ap), 2)
+        return headline
 
     # -- checkpoints ----------------------------------------------------------------------------
+    @property
+    def sign_height(self) -> float:
+        return float(getattr(self.detector, "sign_height", 128.0))
+
+    @sign_height.setter
+    def sign_height(self, value: float) -> None:
+        # kept on the network too: inference.predict.detect_image resizes CSDD-scale images to it
+        self.detector.sign_height = float(value)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["cuneidet"] = {"model_config": self.model_config}
+        checkpoint["cuneidet"] = {
+            "model_config": self.model_config,
+            "sign_height": self.sign_height,
+        }
 
 
 def optimizers(

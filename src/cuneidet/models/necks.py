@@ -128,7 +128,7 @@ _BACKBONES: dict[str, _BackboneSpec] = {
 SUPPORTED_BACKBONES: tuple[str, ...] = tuple(_BACKBONES)
 
 
-def _validate_levels(levels: Sequence[int]) -> list[int]:
+def validate_levels(levels: Sequence[int]) -> list[int]:
     levels = sorted(int(s) for s in levels)
     ok = bool(levels) and 4 <= levels[0] <= 32 and levels[0] & (levels[0] - 1) == 0
     ok = ok and all(b == 2 * a for a, b in pairwise(levels))
@@ -208,7 +208,7 @@ class TorchvisionFPN(nn.Module):
         pretrained: bool = False,
     ) -> None:
         super().__init__()
-        self.strides: list[int] = _validate_levels(levels)
+        self.strides: list[int] = validate_levels(levels)
         self.out_channels = out_channels
         self.backbone_name = backbone
         body_strides = [s for s in self.strides if s <= 32]

@@ -1,0 +1,1 @@
+"""The sign classifier: crops of annotated signs (and background) → sign class."""
