@@ -299,3 +299,18 @@ def test_detect_image_runs_a_detector_at_its_working_scale():
     dets = detect_image(detector, Image.new("L", (200, 100), 128))
     assert detector.seen == (50, 100)
     assert dets["boxes"].tolist() == [[20.0, 20.0, 40.0, 40.0]]
+
+
+def test_recogniser_settings_override_and_refuse_unknown_keys():
+    from cuneidet.models.checkpoint import set_recogniser
+    from cuneidet.models.module import DetectorModule
+
+    recogniser = TwoStageDetector(_localiser(), SignClassifierNet(num_classes=10, pretrained=False))
+    module = DetectorModule(recogniser, optimizer=torch.optim.SGD)
+    set_recogniser(module, {"top_k": 7, "tta_contexts": [1.2, 1.4]}, "x.ckpt")
+    assert recogniser.top_k == 7 and recogniser.tta_contexts == [1.2, 1.4]
+    with pytest.raises(ConfigError, match="unknown"):
+        set_recogniser(module, {"topk": 3}, "x.ckpt")
+    one_stage = DetectorModule(_localiser(), optimizer=torch.optim.SGD)
+    with pytest.raises(ConfigError, match="two-stage"):
+        set_recogniser(one_stage, {"top_k": 3}, "x.ckpt")

@@ -92,7 +92,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     save_config(cfg, output_dir)
     if float(cfg.scale) <= 0:
         raise ConfigError(f"scale must be positive, got {cfg.scale}")
-    module = load_module(cfg.ckpt_path, inference=cfg.inference)
+    module = load_module(cfg.ckpt_path, inference=cfg.inference, recogniser=cfg.get("recogniser"))
     inference = dict(module.inference)
     device = cfg.device
     if device == "auto":

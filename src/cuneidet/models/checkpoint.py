@@ -50,12 +50,16 @@ def _without_pretrained(config: Any) -> Any:
 
 
 def load_module(
-    ckpt_path: str | Path, map_location: str = "cpu", inference: Any = None
+    ckpt_path: str | Path,
+    map_location: str = "cpu",
+    inference: Any = None,
+    recogniser: Any = None,
 ) -> DetectorModule:
     """Load a sign-detector checkpoint written by ``cuneidet-train``.
 
     ``inference`` (a dict or DictConfig from the command line) overrides the checkpoint's
-    inference settings as :func:`inference_overrides` describes.
+    inference settings as :func:`inference_overrides` describes; ``recogniser`` sets attributes
+    of a two-stage recogniser (``top_k``, ``tta_contexts``, ``loc_score_thresh``, …).
     """
     module = rebuild_module(ckpt_path, map_location)
     if not isinstance(module, DetectorModule):
@@ -66,7 +70,30 @@ def load_module(
     if isinstance(inference, DictConfig):
         inference = OmegaConf.to_container(inference, resolve=True)
     module.inference.update(inference_overrides(inference))
+    if recogniser:
+        set_recogniser(module, recogniser, ckpt_path)
     return module
+
+
+RECOGNISER_SETTINGS = ("top_k", "tta_contexts", "loc_score_thresh", "loc_nms_thresh", "max_boxes")
+
+
+def set_recogniser(module: DetectorModule, settings: Any, ckpt_path: str | Path) -> None:
+    """Override inference settings of a two-stage recogniser (``recogniser.top_k=10`` …)."""
+    if isinstance(settings, DictConfig):
+        settings = OmegaConf.to_container(settings, resolve=True)
+    detector = module.detector
+    if not hasattr(detector, "classifier"):
+        raise ConfigError(
+            f"recogniser.* settings apply to two-stage recognisers; {ckpt_path} holds a "
+            f"{type(detector).__name__}: use inference.* instead"
+        )
+    for key, value in dict(settings).items():
+        if key not in RECOGNISER_SETTINGS:
+            raise ConfigError(f"recogniser.{key} is unknown; choose from {RECOGNISER_SETTINGS}")
+        if key == "tta_contexts":
+            value = [float(v) for v in value] if value else [detector.context]
+        setattr(detector, key, value)
 
 
 def load_weights(module: pl.LightningModule, ckpt_path: str | Path) -> pl.LightningModule:

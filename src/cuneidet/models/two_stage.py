@@ -70,7 +70,9 @@ class TwoStageDetector(nn.Module):
     """Localiser + classifier with :class:`SignDetector`'s inference interface (``detect``).
 
     ``loc_score_thresh``, ``loc_nms_thresh`` and ``max_boxes`` select the localiser's boxes;
-    ``crop_batch`` bounds the crops classified at once.
+    ``crop_batch`` bounds the crops classified at once. ``tta_contexts`` (e.g. [1.15, 1.3, 1.5])
+    averages the class probabilities of crops with these contexts (test-time augmentation
+    without flips); None classifies the training geometry (``context``) only.
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class TwoStageDetector(nn.Module):
         loc_nms_thresh: float = 0.5,
         max_boxes: int = 1500,
         crop_batch: int = 512,
+        tta_contexts: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         if localiser.num_classes != 2:
@@ -102,6 +105,7 @@ class TwoStageDetector(nn.Module):
         self.loc_nms_thresh = loc_nms_thresh
         self.max_boxes = max_boxes
         self.crop_batch = crop_batch
+        self.tta_contexts = [float(c) for c in tta_contexts] if tta_contexts else [context]
 
     @property
     def num_classes(self) -> int:
@@ -112,15 +116,19 @@ class TwoStageDetector(nn.Module):
         return self.localiser.strides
 
     def classify_boxes(self, image: Tensor, boxes: Tensor) -> Tensor:
-        """``[K, num_classes]`` class probabilities of the crops of ``boxes`` in ``image``."""
-        windows = square_windows(boxes, self.context)
-        probs = []
-        for start in range(0, len(windows), self.crop_batch):
-            crops = crop_tensor(image, windows[start : start + self.crop_batch], self.crop_size)
-            probs.append(self.classifier(crops).float().softmax(dim=1))
-        if not probs:
+        """``[K, num_classes]`` class probabilities of the crops of ``boxes`` in ``image``
+        (the mean over ``tta_contexts``)."""
+        if len(boxes) == 0:
             return image.new_zeros((0, self.num_classes))
-        return torch.cat(probs)
+        total = None
+        for context in self.tta_contexts:
+            windows = square_windows(boxes, context)
+            probs = []
+            for start in range(0, len(windows), self.crop_batch):
+                crops = crop_tensor(image, windows[start : start + self.crop_batch], self.crop_size)
+                probs.append(self.classifier(crops).float().softmax(dim=1))
+            total = torch.cat(probs) if total is None else total + torch.cat(probs)
+        return total / len(self.tta_contexts)
 
     def detect(
         self,
