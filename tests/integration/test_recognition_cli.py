@@ -111,6 +111,8 @@ def test_eval_and_predict_use_the_checkpoint_working_scale(two_stage, tmp_path):
         "scale=1.0",
         f"paths.data_dir={data}",
         f"hydra.run.dir={pred}",
+        "recogniser.top_k=3",
+        "recogniser.tta_contexts=[1.2,1.4]",
     )
     summary = json.loads((pred / "predict_summary.json").read_text())
     assert summary["photos"] == 1

@@ -70,6 +70,9 @@ def load_module(
     if isinstance(inference, DictConfig):
         inference = OmegaConf.to_container(inference, resolve=True)
     module.inference.update(inference_overrides(inference))
+    if isinstance(recogniser, DictConfig):
+        recogniser = OmegaConf.to_container(recogniser, resolve=True)
+    recogniser = {k: v for k, v in (recogniser or {}).items() if v is not None}
     if recogniser:
         set_recogniser(module, recogniser, ckpt_path)
     return module
