@@ -118,9 +118,8 @@ def test_eval_and_predict_use_the_checkpoint_working_scale(two_stage, tmp_path):
     assert summary["photos"] == 1
 
 
-def test_one_stage_starts_from_the_classifier_and_wrong_checkpoints_fail_clearly(
-    classifier, two_stage, tmp_path
-):
+@pytest.mark.slow
+def test_one_stage_starts_from_the_classifier(classifier, tmp_path):
     data, cls_dir = classifier
     run_app(
         "train",
@@ -136,6 +135,10 @@ def test_one_stage_starts_from_the_classifier_and_wrong_checkpoints_fail_clearly
         *FAST,
     )
     assert (tmp_path / "one" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_wrong_checkpoints_for_initialisation_fail_clearly(classifier, two_stage, tmp_path):
+    data, cls_dir = classifier
     _, two_dir = two_stage
     wrong = run_app(
         "train",

@@ -212,13 +212,19 @@ class CropDataModule(CSDDDataModule):
         labels = dataset.labels()
         missing = sorted(set(range(1, hp.num_classes)) - set(labels.tolist()))
         log.info(
-            "classifier training: %d sign crops of %d classes, %d background; %d classes have "
-            "no training crop",
+            "classifier training: %d sign crops of %d classes, %d background",
             int((labels > 0).sum()),
             len(set(labels.tolist()) - {0}),
             int((labels == 0).sum()),
-            len(missing),
         )
+        if missing:
+            log.warning(
+                "%d of the %d sign classes have no training crop and cannot be predicted "
+                "well (e.g. %s); add box sets or forge crops (data.forge_train_collections)",
+                len(missing),
+                hp.num_classes - 1,
+                missing[:8],
+            )
         weights = class_aware_weights(labels, hp.balance, hp.background_fraction)
         generator = torch.Generator().manual_seed(int(hp.seed))
         sampler = WeightedRandomSampler(
