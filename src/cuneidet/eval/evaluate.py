@@ -79,28 +79,26 @@ def test_detections_frame(records: list[dict[str, Any]], samples: list[Any]) -> 
     ``imageName`` = tablet, ``folder`` = collection, boxes in photo pixels (x1..y2) and in the
     scaled segment (sx1..sy2), and the segment's scale, so any evaluator can re-score them."""
     from cuneidet.data.segments import scaled_to_photo
-    from cuneidet.inference.predict import BOX_COLUMNS, PREDICTION_COLUMNS, SCALED_BOX_COLUMNS
+    from cuneidet.inference.predict import PREDICTION_COLUMNS, PhotoRequest, detections_frame
 
     frames = []
     for record in records:
         meta = samples[record["index"]].meta
         pred = record["pred"]
         scaled = np.asarray(pred["boxes"], np.float64).reshape(-1, 4)
-        count = len(scaled)
+        request = PhotoRequest(
+            name=meta["tablet"],
+            scale=float(meta["scale"]),
+            bbox=meta["bbox"],
+            segm_idx=int(meta["segm_idx"]),
+            folder=meta["collection"],
+        )
         photo = scaled_to_photo(scaled, meta["bbox"], meta["scale"]).reshape(-1, 4)
-        columns: dict[str, Any] = {
-            "imageName": [meta["tablet"]] * count,
-            "folder": [meta["collection"]] * count,
-            "image_path": [""] * count,
-            "segm_idx": np.full(count, int(meta["segm_idx"]), np.int64),
-            "train_label": np.asarray(pred["labels"], np.int64).reshape(-1),
-            "det_score": np.asarray(pred["scores"], np.float64).reshape(-1),
-        }
-        for i, (col, scol) in enumerate(zip(BOX_COLUMNS, SCALED_BOX_COLUMNS, strict=True)):
-            columns[col] = photo[:, i]
-            columns[scol] = scaled[:, i]
-        columns["scale"] = np.full(count, float(meta["scale"]))
-        frames.append(pd.DataFrame(columns, columns=list(PREDICTION_COLUMNS)))
+        frames.append(
+            detections_frame(
+                request, np.asarray(pred["labels"]), np.asarray(pred["scores"]), photo, scaled
+            )
+        )
     if not frames:
         return pd.DataFrame(columns=list(PREDICTION_COLUMNS))
     return pd.concat(frames, ignore_index=True)

@@ -408,12 +408,12 @@ def _predict_one(
     dets = detect_image(detector, segment, **kwargs)
     scaled = dets["boxes"].numpy().astype(np.float64)
     photo_boxes = np.asarray(scaled_to_photo(scaled, bbox, request.scale), dtype=np.float64)
-    return _detections_frame(
+    return detections_frame(
         request, dets["labels"].numpy(), dets["scores"].numpy(), photo_boxes, scaled
     )
 
 
-def _detections_frame(
+def detections_frame(
     request: PhotoRequest,
     labels: np.ndarray,
     scores: np.ndarray,
@@ -447,5 +447,5 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     frames = [f for f in frames if len(f)]
     if not frames:
         empty = np.zeros((0, 4))
-        return _detections_frame(PhotoRequest(name=""), np.zeros(0), np.zeros(0), empty, empty)
+        return detections_frame(PhotoRequest(name=""), np.zeros(0), np.zeros(0), empty, empty)
     return pd.concat(frames, ignore_index=True)

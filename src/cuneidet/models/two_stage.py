@@ -233,7 +233,7 @@ class TwoStageModule(DetectorModule):
         super().__init__(detector, optimizer, scheduler, inference, coco_on_test)
         self.classifier_weight = classifier_weight
         self.label_smoothing = label_smoothing
-        self.val_loc_metric = PaperSignMAP(num_classes=2)
+        self.loc_metric = PaperSignMAP(num_classes=2)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         tiles, crops = batch["tiles"], batch["crops"]
@@ -273,14 +273,14 @@ class TwoStageModule(DetectorModule):
         preds = self.detector.name(images, found, **settings)
         preds = [{k: v.detach().cpu() for k, v in p.items()} for p in preds]
         targets = [{k: v.detach().cpu() for k, v in t.items()} for t in batch["targets"]]
-        self.val_loc_metric.update(
+        self.loc_metric.update(
             [{k: v.detach().cpu() for k, v in p.items()} for p in found], agnostic(targets)
         )
         return preds, targets, losses
 
     def _log_localiser(self, prefix: str) -> None:
-        result = self.val_loc_metric.compute()
-        self.val_loc_metric.reset()
+        result = self.loc_metric.compute()
+        self.loc_metric.reset()
         self.log(f"{prefix}/loc_AP", _percent(result["map"]))
 
     def on_validation_epoch_end(self) -> None:
