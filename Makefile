@@ -27,7 +27,7 @@ test: install ## run the fast test suite
 test-all: install ## run every test, slow ones included
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q -m "not gpu"
 
-train: install ## train the paper-faithful detector on real train_full, evaluate on test_full
+train: install ## train the two-stage recogniser on real train_full (~13 min), evaluate on test_full
 	$(BIN)/cuneidet-train experiment=make_train $(ARGS)
 
 lint: install ## ruff checks

@@ -4,7 +4,8 @@
     .venv/bin/python scripts/bench_training_step.py      # paper detector vs two_stage_cpu
     .venv/bin/python scripts/bench_training_step.py --recipe experiment=one_stage_cpu --steps 5
 
-For each recipe (Hydra overrides of cuneidet-train, separated by spaces): the one-off data set-up
+For each recipe (Hydra overrides of cuneidet-train, separated by spaces; the memory format follows
+``callbacks.channels_last.enabled``): the one-off data set-up
 (decode, segment crop, scale, grayscale of every photo), then per batch the loader work (tile or
 crop cut + augmentation, measured in the main process), collate, forward, loss (with anchor
 matching), backward and optimizer step, each the median over --steps batches, and the tiles per
@@ -25,6 +26,7 @@ from omegaconf import OmegaConf
 
 from cuneidet.config import config_dir
 from cuneidet.utils.instantiate import instantiate
+from cuneidet.utils.memory_format import to_channels_last
 from cuneidet.utils.timing import report_figures
 
 
@@ -92,6 +94,10 @@ def bench(recipe: str, steps: int) -> dict[str, float]:
         )
         crop_batch_data = collate_crops(crop_items)
 
+    channels_last = bool(OmegaConf.select(cfg, "callbacks.channels_last.enabled", default=False))
+    if channels_last:
+        to_channels_last(module)
+    figures["channels_last"] = float(channels_last)
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4)
     module.train()
     images = batch["images"].contiguous()
@@ -164,8 +170,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(0)
     recipes = args.recipe or [
-        "model=detector data.batch_size=8",  # the paper's detector as make_train ran it before
-        "experiment=two_stage_cpu",
+        # the paper's detector as make_train ran it before
+        "model=detector data.batch_size=8 callbacks.channels_last.enabled=false",
+        "experiment=two_stage_cpu callbacks.channels_last.enabled=false",
+        "experiment=two_stage_cpu",  # channels-last weights (callbacks=default)
     ]
     results = {}
     for recipe in recipes:

@@ -181,9 +181,33 @@ def test_two_stage_emits_top_k_classes_per_box_scored_by_both_stages():
     expected = sorted((loc_scores[:, None] * probs.topk(3, dim=1).values).reshape(-1).tolist())
     assert sorted(named["scores"].tolist()) == pytest.approx(expected, abs=1e-6)
     assert named["labels"].min() >= 1  # class 0 (no sign) is never emitted
+    model.train()
     dets = model.detect(image, score_thresh=0.01)
     assert set(dets[0]) == {"boxes", "scores", "labels"}
-    assert model.training is False or model.training is True  # mode restored either way
+    assert model.training and model.classifier.training  # training mode restored after detect
+
+
+class _FixedLocaliser(torch.nn.Module):
+    """Finds one sign at (10, 10)-(20, 20) of whatever it is shown; records the input size."""
+
+    num_classes = 2
+    strides = [8]
+
+    def detect(self, images, **settings):
+        self.seen = tuple(images.shape[-2:])
+        box = torch.tensor([[10.0, 10.0, 20.0, 20.0]])
+        return [{"boxes": box, "scores": torch.tensor([0.9]), "labels": torch.tensor([1])}]
+
+
+def test_localiser_scale_shrinks_the_localiser_input_and_returns_caller_pixels():
+    classifier = SignClassifierNet(num_classes=10, pretrained=False).eval()
+    localiser = _FixedLocaliser()
+    model = TwoStageDetector(localiser, classifier, top_k=2, crop_size=32, localiser_scale=0.5)
+    dets = model.detect(torch.rand(1, 1, 64, 96) - 0.5, score_thresh=0.0)
+    assert localiser.seen == (32, 48)
+    assert dets[0]["boxes"].tolist() == [[20.0, 20.0, 40.0, 40.0]] * 2
+    with pytest.raises(ConfigError, match="localiser_scale"):
+        TwoStageDetector(localiser, classifier, localiser_scale=1.5)
 
 
 def test_two_stage_rejects_a_localiser_with_classes():
@@ -314,3 +338,24 @@ def test_recogniser_settings_override_and_refuse_unknown_keys():
     one_stage = DetectorModule(_localiser(), optimizer=torch.optim.SGD)
     with pytest.raises(ConfigError, match="two-stage"):
         set_recogniser(one_stage, {"top_k": 3}, "x.ckpt")
+
+
+def test_channels_last_callback_converts_conv_weights_before_the_optimizer():
+    from cuneidet.utils.memory_format import ChannelsLast
+
+    net = SignClassifierNet(num_classes=5, pretrained=False)
+    crops = torch.rand(2, 1, 32, 32)  # inputs stay NCHW: the weights decide the format
+
+    def stem_is_channels_last() -> bool:
+        with torch.no_grad():
+            return net.body._conv_stem(crops).is_contiguous(memory_format=torch.channels_last)
+
+    assert not stem_is_channels_last()
+    ChannelsLast(enabled=False).setup(None, net, "fit")
+    assert not stem_is_channels_last()
+    ChannelsLast().setup(None, net, "fit")
+    assert stem_is_channels_last()
+    with torch.no_grad():
+        fast = net.eval()(crops)
+        slow = net.to(memory_format=torch.contiguous_format)(crops)
+    assert torch.allclose(fast, slow, atol=1e-5)
