@@ -191,7 +191,7 @@ class _FixedLocaliser(torch.nn.Module):
     """Finds one sign at (10, 10)-(20, 20) of whatever it is shown; records the input size."""
 
     num_classes = 2
-    strides = [8]
+    strides = (8,)
 
     def detect(self, images, **settings):
         self.seen = tuple(images.shape[-2:])
