@@ -154,3 +154,15 @@ def test_the_slurm_launcher_config_composes():
     cfg = _compose("pipeline", ["hydra/launcher=slurm", "pipeline.line_ckpt=x.ckpt"])
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
     assert cfg.hydra.launcher.gpus_per_node == 1
+
+
+def test_make_train_second_stage_reads_the_first_stage_classifier():
+    first = _compose("classify", ["experiment=make_train_classifier"])
+    second = _compose("train", ["experiment=make_train"])
+    run_dir = first.hydra.run.dir
+    assert first.callbacks.model_checkpoint.enable_version_counter is False
+    checkpoint = OmegaConf.to_container(first.callbacks.model_checkpoint)
+    assert checkpoint["dirpath"] == "${paths.output_dir}/checkpoints"
+    expected = f"{run_dir}/checkpoints/best.ckpt"
+    assert second.init_classifier_from == second.init_backbone_from == expected
+    assert "rm -rf outputs/make_train_classifier" in (CONFIGS.parent / "Makefile").read_text()
