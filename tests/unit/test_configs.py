@@ -166,3 +166,10 @@ def test_make_train_second_stage_reads_the_first_stage_classifier():
     expected = f"{run_dir}/checkpoints/best.ckpt"
     assert second.init_classifier_from == second.init_backbone_from == expected
     assert "rm -rf outputs/make_train_classifier" in (CONFIGS.parent / "Makefile").read_text()
+
+
+@pytest.mark.parametrize("entry", [e for e in _entries("experiment") if e != "make_train"])
+def test_only_make_train_starts_from_make_train_s_classifier(entry):
+    cfg = _compose("train", [f"experiment={entry}"])
+    for key in ("init_classifier_from", "init_backbone_from"):
+        assert "make_train_classifier" not in str(OmegaConf.to_container(cfg)[key] or "")
