@@ -187,29 +187,6 @@ def test_two_stage_emits_top_k_classes_per_box_scored_by_both_stages():
     assert model.training and model.classifier.training  # training mode restored after detect
 
 
-class _FixedLocaliser(torch.nn.Module):
-    """Finds one sign at (10, 10)-(20, 20) of whatever it is shown; records the input size."""
-
-    num_classes = 2
-    strides = (8,)
-
-    def detect(self, images, **settings):
-        self.seen = tuple(images.shape[-2:])
-        box = torch.tensor([[10.0, 10.0, 20.0, 20.0]])
-        return [{"boxes": box, "scores": torch.tensor([0.9]), "labels": torch.tensor([1])}]
-
-
-def test_localiser_scale_shrinks_the_localiser_input_and_returns_caller_pixels():
-    classifier = SignClassifierNet(num_classes=10, pretrained=False).eval()
-    localiser = _FixedLocaliser()
-    model = TwoStageDetector(localiser, classifier, top_k=2, crop_size=32, localiser_scale=0.5)
-    dets = model.detect(torch.rand(1, 1, 64, 96) - 0.5, score_thresh=0.0)
-    assert localiser.seen == (32, 48)
-    assert dets[0]["boxes"].tolist() == [[20.0, 20.0, 40.0, 40.0]] * 2
-    with pytest.raises(ConfigError, match="localiser_scale"):
-        TwoStageDetector(localiser, classifier, localiser_scale=1.5)
-
-
 def test_two_stage_rejects_a_localiser_with_classes():
     loc = _localiser()
     loc.num_classes = 240

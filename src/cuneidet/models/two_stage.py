@@ -70,9 +70,7 @@ class TwoStageDetector(nn.Module):
     """Localiser + classifier with :class:`SignDetector`'s inference interface (``detect``).
 
     ``loc_score_thresh``, ``loc_nms_thresh`` and ``max_boxes`` select the localiser's boxes;
-    ``crop_batch`` bounds the crops classified at once. ``localiser_scale`` resizes the image the
-    localiser sees (e.g. 2/3: the classifier reads 96-px signs, the localiser finds them at 64 px;
-    boxes come back in the caller's pixels). ``tta_contexts`` (e.g. [1.15, 1.3, 1.5])
+    ``crop_batch`` bounds the crops classified at once. ``tta_contexts`` (e.g. [1.15, 1.3, 1.5])
     averages the class probabilities of crops with these contexts (test-time augmentation
     without flips); None classifies the training geometry (``context``) only.
     """
@@ -89,14 +87,8 @@ class TwoStageDetector(nn.Module):
         max_boxes: int = 1500,
         crop_batch: int = 512,
         tta_contexts: Sequence[float] | None = None,
-        localiser_scale: float = 1.0,
     ) -> None:
         super().__init__()
-        if not 0.1 <= localiser_scale <= 1.0:
-            raise ConfigError(
-                f"localiser_scale must be in [0.1, 1] (the localiser sees the image shrunk by "
-                f"it), got {localiser_scale}"
-            )
         if localiser.num_classes != 2:
             raise ConfigError(
                 f"the two-stage localiser must have one foreground class "
@@ -114,7 +106,6 @@ class TwoStageDetector(nn.Module):
         self.max_boxes = max_boxes
         self.crop_batch = crop_batch
         self.tta_contexts = [float(c) for c in tta_contexts] if tta_contexts else [context]
-        self.localiser_scale = float(localiser_scale)
 
     @property
     def num_classes(self) -> int:
@@ -123,25 +114,6 @@ class TwoStageDetector(nn.Module):
     @property
     def strides(self) -> list[int]:
         return self.localiser.strides
-
-    def localiser_input(self, images: Tensor) -> Tensor:
-        """``images`` as the localiser sees them (shrunk by ``localiser_scale``)."""
-        if self.localiser_scale == 1.0:
-            return images
-        return F.interpolate(
-            images,
-            scale_factor=self.localiser_scale,
-            mode="bilinear",
-            align_corners=False,
-            antialias=True,
-            recompute_scale_factor=False,
-        )
-
-    def from_localiser(self, found: Sequence[Detections]) -> list[Detections]:
-        """Localiser detections with their boxes back in the caller's pixels."""
-        if self.localiser_scale == 1.0:
-            return list(found)
-        return [{**d, "boxes": d["boxes"] / self.localiser_scale} for d in found]
 
     def classify_boxes(self, image: Tensor, boxes: Tensor) -> Tensor:
         """``[K, num_classes]`` class probabilities of the crops of ``boxes`` in ``image``
@@ -175,19 +147,17 @@ class TwoStageDetector(nn.Module):
         with eval_mode(self), torch.inference_mode():
             cap = min(self.max_boxes, pre_nms_topk or self.max_boxes)
             found = self.localiser.detect(
-                self.localiser_input(images),
+                images,
                 score_thresh=self.loc_score_thresh,
                 nms_thresh=self.loc_nms_thresh,
                 max_detections=cap,
             )
-            found = self.from_localiser(found)
             return self.name(
                 images, found, score_thresh, nms_thresh, max_detections, class_agnostic_nms
             )
 
     def localise(self, loc: Tensor, cls: Tensor, image_size: tuple[int, int]) -> list[Detections]:
-        """The localiser's boxes from its raw outputs (on :meth:`localiser_input`, of size
-        ``image_size``), with this recogniser's settings, in the localiser's pixels."""
+        """The localiser's boxes from its raw outputs, with this recogniser's settings."""
         return self.localiser.postprocess(
             loc,
             cls,
@@ -295,12 +265,10 @@ class TwoStageModule(DetectorModule):
 
     def _evaluate(self, batch: dict[str, Any]) -> tuple[list[dict], list[dict], dict]:
         images = batch["images"]
-        small = self.detector.localiser_input(images)
-        size = tuple(small.shape[-2:])
-        loc, cls = self.detector.localiser(small)
-        scale = self.detector.localiser_scale
-        losses = self.detector.localiser.loss(loc, cls, agnostic(batch["targets"], scale), size)
-        found = self.detector.from_localiser(self.detector.localise(loc, cls, size))
+        size = tuple(images.shape[-2:])
+        loc, cls = self.detector.localiser(images)
+        losses = self.detector.localiser.loss(loc, cls, agnostic(batch["targets"]), size)
+        found = self.detector.localise(loc, cls, size)
         settings = {k: v for k, v in self.inference.items() if k != "pre_nms_topk"}
         preds = self.detector.name(images, found, **settings)
         preds = [{k: v.detach().cpu() for k, v in p.items()} for p in preds]
@@ -327,6 +295,6 @@ class TwoStageModule(DetectorModule):
         return {"num_classes": self.detector.num_classes}
 
 
-def agnostic(targets: Sequence[dict[str, Tensor]], scale: float = 1.0) -> list[dict[str, Tensor]]:
-    """Targets with every box as class 1 (a sign), for the localiser; boxes × ``scale``."""
-    return [{"boxes": t["boxes"] * scale, "labels": torch.ones_like(t["labels"])} for t in targets]
+def agnostic(targets: Sequence[dict[str, Tensor]]) -> list[dict[str, Tensor]]:
+    """Targets with every box as class 1 (a sign), for the localiser."""
+    return [{"boxes": t["boxes"], "labels": torch.ones_like(t["labels"])} for t in targets]

@@ -4,8 +4,6 @@ step of EfficientNet-Lite0 on 64-px crops runs ~2× faster with NHWC weights tha
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytorch_lightning as pl
 import torch
 from torch import nn
@@ -26,6 +24,3 @@ class ChannelsLast(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self.enabled:
             to_channels_last(pl_module)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"enabled": self.enabled}
