@@ -2,14 +2,15 @@
 """Choose a two-stage recogniser's inference settings on the VALIDATION tablets (never test).
 
     .venv/bin/python scripts/select_recogniser.py --ckpt <run>/checkpoints/best.ckpt \\
-        [--top-k 5 10] [--tta none 1.15,1.3,1.5] [--out results/recogniser_selection.csv]
+        [--top-k 5 10] [--tta none 1.15,1.3,1.5] [--loc-power 1.0] \\
+        [--out results/recogniser_selection.csv]
 
 Rebuilds the checkpoint, loads the held-out train_full tablets of its training split (the
 checkpoint's working scale, the default split settings) and runs Lightning's validation loop for
-every top_k × test-time crop contexts; prints val/mAP, global AP and the localiser's AP, best
-first. The settings are attributes of the recogniser: use the winners as
-``model.detector.top_k=…`` / ``model.detector.tta_contexts=[…]`` when training, or keep them in
-mind for the test run.
+every top_k × test-time crop contexts × localisation-score exponent; prints val/mAP, global AP
+and the localiser's AP, best first. The settings are attributes of the recogniser: use the
+winners as ``model.detector.top_k=…`` / ``tta_contexts=[…]`` / ``loc_power=…`` when training,
+or ``recogniser.<name>=…`` for cuneidet-eval.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def main() -> None:
     parser.add_argument("--ckpt", required=True)
     parser.add_argument("--top-k", type=int, nargs="+", default=[5, 10])
     parser.add_argument("--tta", nargs="+", default=["none", "1.15,1.3,1.5"])
+    parser.add_argument("--loc-power", type=float, nargs="+", default=[1.0])
     parser.add_argument("--out")
     args = parser.parse_args()
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
@@ -49,8 +51,9 @@ def main() -> None:
     data.setup("validate")
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
     rows = []
-    for top_k, tta in itertools.product(args.top_k, args.tta):
+    for top_k, tta, power in itertools.product(args.top_k, args.tta, args.loc_power):
         module.detector.top_k = top_k
+        module.detector.loc_power = power
         contexts = None if tta == "none" else [float(c) for c in tta.split(",")]
         module.detector.tta_contexts = contexts or [module.detector.context]
         metrics = trainer.validate(module, datamodule=data, verbose=False)[0]
@@ -58,6 +61,7 @@ def main() -> None:
             {
                 "top_k": top_k,
                 "tta_contexts": tta,
+                "loc_power": power,
                 "val_mAP": round(metrics["val/mAP"], 3),
                 "val_global_AP": round(metrics["val/global_AP"], 3),
                 "val_loc_AP": round(metrics["val/loc_AP"], 3),

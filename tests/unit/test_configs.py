@@ -156,20 +156,49 @@ def test_the_slurm_launcher_config_composes():
     assert cfg.hydra.launcher.gpus_per_node == 1
 
 
-def test_make_train_second_stage_reads_the_first_stage_classifier():
-    first = _compose("classify", ["experiment=make_train_classifier"])
-    second = _compose("train", ["experiment=make_train"])
+@pytest.mark.parametrize(
+    ("first_stage", "second_stage", "target"),
+    [
+        ("make_train_classifier", "make_train", "train"),
+        ("recognition_cpu_classifier", "recognition_cpu", "train-best"),
+    ],
+)
+def test_second_stage_reads_the_first_stage_classifier(first_stage, second_stage, target):
+    first = _compose("classify", [f"experiment={first_stage}"])
+    second = _compose("train", [f"experiment={second_stage}"])
     run_dir = first.hydra.run.dir
+    assert run_dir.endswith(f"/{first_stage}")
     assert first.callbacks.model_checkpoint.enable_version_counter is False
     checkpoint = OmegaConf.to_container(first.callbacks.model_checkpoint)
     assert checkpoint["dirpath"] == "${paths.output_dir}/checkpoints"
-    expected = f"{run_dir}/checkpoints/best.ckpt"
-    assert second.init_classifier_from == second.init_backbone_from == expected
-    assert "rm -rf outputs/make_train_classifier" in (CONFIGS.parent / "Makefile").read_text()
+    assert second.init_classifier_from == f"{run_dir}/checkpoints/best.ckpt"
+    # the first stage's network fits the second stage's naming network
+    assert first.model.net.variant == second.model.detector.classifier.variant
+    assert first.model.net.num_classes == second.model.detector.classifier.num_classes
+    makefile = (CONFIGS.parent / "Makefile").read_text()
+    recipe = makefile[makefile.index(f"\n{target}:") :].split("\n\n")[0]
+    assert f"rm -rf outputs/{first_stage}" in recipe
+    assert f"experiment={first_stage}" in recipe and f"experiment={second_stage}" in recipe
 
 
-@pytest.mark.parametrize("entry", [e for e in _entries("experiment") if e != "make_train"])
-def test_only_make_train_starts_from_make_train_s_classifier(entry):
+@pytest.mark.parametrize(
+    "entry", [e for e in _entries("experiment") if e not in ("make_train", "recognition_cpu")]
+)
+def test_only_the_two_stage_recipes_start_from_a_first_stage_classifier(entry):
     cfg = _compose("train", [f"experiment={entry}"])
     for key in ("init_classifier_from", "init_backbone_from"):
-        assert "make_train_classifier" not in str(OmegaConf.to_container(cfg)[key] or "")
+        value = str(OmegaConf.to_container(cfg)[key] or "")
+        assert "make_train_classifier" not in value
+        assert "recognition_cpu_classifier" not in value
+
+
+@pytest.mark.parametrize(
+    ("search", "experiment"),
+    [("two_stage_optuna", "two_stage_cpu"), ("make_train_optuna", "make_train")],
+)
+def test_every_searched_parameter_exists_in_its_recipe(search, experiment):
+    cfg = _compose("train", [f"experiment={experiment}", f"hparams_search={search}"])
+    assert cfg.test is False, "a trial never touches test_full"
+    assert cfg.optimized_metric.startswith("val/")
+    for key in cfg.hydra.sweeper.params:
+        assert OmegaConf.select(cfg, key) is not None, f"{search} tunes {key}, not in {experiment}"

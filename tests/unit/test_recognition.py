@@ -31,11 +31,12 @@ from cuneidet.models.two_stage import TwoStageDetector, crop_tensor, square_wind
 
 
 # -- EfficientNet-Lite0 ------------------------------------------------------------------------
-def test_wheel_weights_load_strictly_into_our_module():
-    state = torch.load(wheel_weights_path("lite0"), map_location="cpu", weights_only=True)
-    model = EfficientNetLite("lite0", in_channels=3)
+@pytest.mark.parametrize(("variant", "params"), [("lite0", 4.65e6), ("lite2", 6.09e6)])
+def test_wheel_weights_load_strictly_into_our_module(variant, params):
+    state = torch.load(wheel_weights_path(variant), map_location="cpu", weights_only=True)
+    model = EfficientNetLite(variant, in_channels=3)
     model.load_state_dict(state, strict=True)  # raises on any missing or unexpected key
-    assert sum(p.numel() for p in model.parameters()) == pytest.approx(4.65e6, rel=0.01)
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(params, rel=0.01)
 
 
 def test_single_channel_stem_is_the_scaled_sum_of_the_rgb_filters():
@@ -181,6 +182,10 @@ def test_two_stage_emits_top_k_classes_per_box_scored_by_both_stages():
     expected = sorted((loc_scores[:, None] * probs.topk(3, dim=1).values).reshape(-1).tolist())
     assert sorted(named["scores"].tolist()) == pytest.approx(expected, abs=1e-6)
     assert named["labels"].min() >= 1  # class 0 (no sign) is never emitted
+    model.loc_power = 0.5
+    named = model._name(image[0], {"boxes": boxes, "scores": loc_scores}, 0.0, 0.5, None, None)
+    expected = (loc_scores[:, None].sqrt() * probs.topk(3, dim=1).values).reshape(-1).tolist()
+    assert sorted(named["scores"].tolist()) == pytest.approx(sorted(expected), abs=1e-6)
     model.train()
     dets = model.detect(image, score_thresh=0.01)
     assert set(dets[0]) == {"boxes", "scores", "labels"}
@@ -192,6 +197,10 @@ def test_two_stage_rejects_a_localiser_with_classes():
     loc.num_classes = 240
     with pytest.raises(ConfigError, match="one foreground class"):
         TwoStageDetector(loc, SignClassifierNet(num_classes=10, pretrained=False))
+    with pytest.raises(ConfigError, match="loc_power"):
+        TwoStageDetector(
+            _localiser(), SignClassifierNet(num_classes=10, pretrained=False), loc_power=-1
+        )
 
 
 def test_square_windows():
@@ -308,8 +317,9 @@ def test_recogniser_settings_override_and_refuse_unknown_keys():
 
     recogniser = TwoStageDetector(_localiser(), SignClassifierNet(num_classes=10, pretrained=False))
     module = DetectorModule(recogniser, optimizer=torch.optim.SGD)
-    set_recogniser(module, {"top_k": 7, "tta_contexts": [1.2, 1.4]}, "x.ckpt")
+    set_recogniser(module, {"top_k": 7, "tta_contexts": [1.2, 1.4], "loc_power": 0.5}, "x.ckpt")
     assert recogniser.top_k == 7 and recogniser.tta_contexts == [1.2, 1.4]
+    assert recogniser.loc_power == 0.5
     with pytest.raises(ConfigError, match="unknown"):
         set_recogniser(module, {"topk": 3}, "x.ckpt")
     one_stage = DetectorModule(_localiser(), optimizer=torch.optim.SGD)

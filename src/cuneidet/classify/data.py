@@ -75,6 +75,12 @@ class CropDataset(Dataset):
     def labels(self) -> np.ndarray:
         return np.array([item.label for item in self.items], np.int64)
 
+    def crop(self, index: int) -> np.ndarray:
+        """The uint8 crop of item ``index`` as the classifier sees it without augmentation."""
+        item = self.items[index]
+        cx, cy, side = crop_windows(np.asarray(item.box), self.context)[0]
+        return warp_crop(self.images[item.segment], cx, cy, side, self.crop_size)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self.items[index]
         cx, cy, side = crop_windows(np.asarray(item.box), self.context)[0]
@@ -137,9 +143,24 @@ class CropDataModule(CSDDDataModule):
         rotate_deg: float = 6.0,
         stretch_jitter: float = 0.1,
         crop_batch_size: int | None = None,
+        forge_crop_collections: Sequence[str] = (),
+        forge_crops_per_class: int = 30,
+        forge_crop_share: float = 0.3,
+        forge_crop_match_histograms: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        if not 0.0 <= forge_crop_share < 1.0:
+            raise ConfigError(
+                f"data.forge_crop_share must be in [0, 1), got {forge_crop_share} (the share of "
+                "training draws that are forge crops)"
+            )
+        if forge_crop_collections and forge_crops_per_class < 1:
+            raise ConfigError(
+                f"data.forge_crops_per_class={forge_crops_per_class}: forge crops need at least "
+                "one a class; or set data.forge_crop_collections=[]"
+            )
+        self.forge_patches: list[SegmentSample] = []
         if not 0.0 <= background_fraction < 1.0:
             raise ConfigError(
                 f"data.background_fraction must be in [0, 1), got {background_fraction}"
@@ -151,6 +172,38 @@ class CropDataModule(CSDDDataModule):
                 f"data.crop_size={crop_size} / data.context={context}: crops need >= 16 px and a "
                 "context >= 1 (the window is the box's longer side × context)"
             )
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        hp = self.hparams
+        if stage in (None, "fit") and hp.forge_crop_collections and not self.forge_patches:
+            self.forge_patches = self._forge_patches()
+
+    def _forge_patches(self) -> list[SegmentSample]:
+        """Forge crops of ``forge_crop_collections`` (validation and test tablets left out)."""
+        from cuneidet.classify.forge_crops import forge_crop_bank, match_real_histograms
+
+        hp = self.hparams
+        held_out = self._test_tablets() | {s.tablet for s in self.val_segments}
+        patches = forge_crop_bank(
+            self.forge(),
+            list(hp.forge_crop_collections),
+            per_class=int(hp.forge_crops_per_class),
+            num_classes=int(hp.num_classes),
+            context=float(hp.context),
+            scale_factor=self.scale_factor,
+            exclude_tablets=held_out,
+            seed=int(hp.seed),
+            progress=hp.progress,
+        )
+        if hp.forge_crop_match_histograms:
+            assert self.train_samples is not None
+            real = self._dataset(self.train_samples, augment=False, seed=hp.seed)
+            signs = [i for i, item in enumerate(real.items) if item.label > 0]
+            rng = np.random.default_rng(hp.seed)
+            picks = rng.choice(signs, size=min(len(signs), 512), replace=False) if signs else []
+            match_real_histograms(patches, [real.crop(int(i)) for i in picks], seed=hp.seed)
+        return patches
 
     def _items(self, samples: Sequence[SegmentSample], seed: int) -> list[CropItem]:
         hp = self.hparams
@@ -208,24 +261,44 @@ class CropDataModule(CSDDDataModule):
     def crop_train_loader(self) -> DataLoader:
         """Augmented crops drawn class-aware (``balance``), background ``background_fraction``."""
         hp = self.hparams
+        assert self.train_samples is not None, "call setup() first"
         dataset = self._dataset(self.train_samples, augment=True, seed=hp.seed)
+        real = len(dataset.items)
+        if self.forge_patches:
+            offset = len(dataset.images)
+            dataset.images += [p.image for p in self.forge_patches]
+            forged, _ = sign_items(
+                [p.boxes for p in self.forge_patches],
+                [p.labels for p in self.forge_patches],
+                hp.num_classes,
+            )
+            dataset.items += [
+                CropItem(item.segment + offset, item.box, item.label) for item in forged
+            ]
         labels = dataset.labels()
         missing = sorted(set(range(1, hp.num_classes)) - set(labels.tolist()))
         log.info(
-            "classifier training: %d sign crops of %d classes, %d background",
-            int((labels > 0).sum()),
-            len(set(labels.tolist()) - {0}),
-            int((labels == 0).sum()),
+            "classifier training: %d sign crops of %d classes, %d background, %d forge crops "
+            "of %d classes",
+            int((labels[:real] > 0).sum()),
+            len(set(labels[:real].tolist()) - {0}),
+            int((labels[:real] == 0).sum()),
+            len(labels) - real,
+            len(set(labels[real:].tolist())),
         )
         if missing:
             log.warning(
                 "%d of the %d sign classes have no training crop and cannot be predicted "
-                "well (e.g. %s); add box sets or forge crops (data.forge_train_collections)",
+                "well (e.g. %s); add box sets or forge crops (data.forge_crop_collections)",
                 len(missing),
                 hp.num_classes - 1,
                 missing[:8],
             )
-        weights = class_aware_weights(labels, hp.balance, hp.background_fraction)
+        weights = class_aware_weights(labels[:real], hp.balance, hp.background_fraction)
+        if len(labels) > real:
+            share = float(hp.forge_crop_share)
+            forge_weights = class_aware_weights(labels[real:], hp.balance, 0.0)
+            weights = np.concatenate([weights * (1.0 - share), forge_weights * share])
         generator = torch.Generator().manual_seed(int(hp.seed))
         sampler = WeightedRandomSampler(
             torch.as_tensor(weights), len(dataset), replacement=True, generator=generator

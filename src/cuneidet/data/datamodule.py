@@ -7,7 +7,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -29,6 +29,9 @@ from cuneidet.data.tiling import tile_segments
 from cuneidet.data.transforms import build_train_transform, seed_pipeline
 from cuneidet.errors import ConfigError
 from cuneidet.lines.artifacts import view_stem
+
+if TYPE_CHECKING:
+    from cuneidet.forge.store import Forge
 
 log = logging.getLogger(__name__)
 
@@ -244,17 +247,24 @@ class CSDDDataModule(pl.LightningDataModule):
             self.test_segments = self._select(hp.test_sets)
             self.test_samples = self._load(self.test_segments, self.test_source)
 
-    def _forge_train_samples(self, overlap_check: set[str]) -> list[SegmentSample]:
-        """Supervised-on-forge: forged views of data.forge_train_collections, truth as labels."""
-        from cuneidet.forge import ForgeSource
+    def forge(self) -> Forge:
+        """The :class:`~cuneidet.forge.store.Forge` of this data's settings (the photo source's
+        forge options when it is ``forge`` or ``folder+forge``, the defaults otherwise)."""
         from cuneidet.forge.store import Forge
-        from cuneidet.forge.supervision import truth_segments
 
         hp = self.hparams
         forge_kinds = ("forge", "folder+forge")
         options = dict(hp.image_source_options or {}) if hp.image_source in forge_kinds else {}
         options.pop("extensions", None)
-        forge = Forge(self.csdd.data_dir, **options)
+        return Forge(self.csdd.data_dir, **options)
+
+    def _forge_train_samples(self, overlap_check: set[str]) -> list[SegmentSample]:
+        """Supervised-on-forge: forged views of data.forge_train_collections, truth as labels."""
+        from cuneidet.forge import ForgeSource
+        from cuneidet.forge.supervision import truth_segments
+
+        hp = self.hparams
+        forge = self.forge()
         held_out = overlap_check | {s.tablet for s in self.val_segments}
         segments = truth_segments(
             forge,

@@ -78,7 +78,14 @@ def load_module(
     return module
 
 
-RECOGNISER_SETTINGS = ("top_k", "tta_contexts", "loc_score_thresh", "loc_nms_thresh", "max_boxes")
+RECOGNISER_SETTINGS = (
+    "top_k",
+    "tta_contexts",
+    "loc_score_thresh",
+    "loc_nms_thresh",
+    "max_boxes",
+    "loc_power",
+)
 
 
 def set_recogniser(module: DetectorModule, settings: Any, ckpt_path: str | Path) -> None:

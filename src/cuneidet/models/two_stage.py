@@ -72,7 +72,9 @@ class TwoStageDetector(nn.Module):
     ``loc_score_thresh``, ``loc_nms_thresh`` and ``max_boxes`` select the localiser's boxes;
     ``crop_batch`` bounds the crops classified at once. ``tta_contexts`` (e.g. [1.15, 1.3, 1.5])
     averages the class probabilities of crops with these contexts (test-time augmentation
-    without flips); None classifies the training geometry (``context``) only.
+    without flips); None classifies the training geometry (``context``) only. A box's score for
+    a class is ``loc_score ** loc_power × class probability``: ``loc_power`` < 1 lets the
+    classifier's confidence weigh more in the ranking within a class, > 1 the localiser's.
     """
 
     def __init__(
@@ -87,8 +89,11 @@ class TwoStageDetector(nn.Module):
         max_boxes: int = 1500,
         crop_batch: int = 512,
         tta_contexts: Sequence[float] | None = None,
+        loc_power: float = 1.0,
     ) -> None:
         super().__init__()
+        if loc_power < 0:
+            raise ConfigError(f"loc_power must be >= 0, got {loc_power}")
         if localiser.num_classes != 2:
             raise ConfigError(
                 f"the two-stage localiser must have one foreground class "
@@ -106,6 +111,7 @@ class TwoStageDetector(nn.Module):
         self.max_boxes = max_boxes
         self.crop_batch = crop_batch
         self.tta_contexts = [float(c) for c in tta_contexts] if tta_contexts else [context]
+        self.loc_power = float(loc_power)
 
     @property
     def num_classes(self) -> int:
@@ -196,7 +202,7 @@ class TwoStageDetector(nn.Module):
         boxes, loc_scores = dets["boxes"], dets["scores"]
         probs = self.classify_boxes(image, boxes)[:, 1:]  # sign classes only (column 0: none)
         top_p, top_c = probs.topk(self.top_k, dim=1)
-        scores = (loc_scores[:, None] * top_p).reshape(-1)
+        scores = (loc_scores[:, None] ** self.loc_power * top_p).reshape(-1)
         labels = (top_c + 1).reshape(-1)
         all_boxes = boxes.repeat_interleave(self.top_k, dim=0)
         keep = scores > score_thresh
