@@ -27,7 +27,7 @@ test: install ## run the fast test suite
 test-all: install ## run every test, slow ones included
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q -m "not gpu"
 
-train: install ## sign classifier (6 min), then the two-stage recogniser from it (8 min); test on test_full
+train: install ## sign classifier (6 min), then the two-stage recogniser from it (8 min); test on test_full (~19 min)
 	rm -rf outputs/make_train_classifier
 	$(BIN)/cuneidet-classify experiment=make_train_classifier
 	$(BIN)/cuneidet-train experiment=make_train $(ARGS)

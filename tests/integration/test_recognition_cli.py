@@ -58,7 +58,6 @@ def two_stage(classifier, tmp_path_factory):
         f"paths.data_dir={data}",
         f"hydra.run.dir={run_dir}",
         f"init_classifier_from={cls_dir / 'checkpoints' / 'best.ckpt'}",
-        f"init_backbone_from={cls_dir / 'checkpoints' / 'best.ckpt'}",
         "trainer.max_epochs=1",
         "trainer.limit_train_batches=3",
         "data.batch_size=2",
@@ -162,6 +161,20 @@ def test_wrong_checkpoints_for_initialisation_fail_clearly(classifier, two_stage
     )
     assert paper.returncode == 2
     assert "EfficientNet-Lite backbone" in paper.stderr + paper.stdout
+    # the classifier is EfficientNet-Lite2, the two-stage localiser Lite0: the body cannot fit
+    other_variant = run_app(
+        "train",
+        "experiment=two_stage_cpu",
+        f"paths.data_dir={data}",
+        f"hydra.run.dir={tmp_path / 'variant'}",
+        f"init_backbone_from={cls_dir / 'checkpoints' / 'best.ckpt'}",
+        "model.detector.localiser.fpn.pretrained=false",
+        "model.detector.classifier.pretrained=false",
+        *FAST,
+        check=False,
+    )
+    assert other_variant.returncode == 2
+    assert "same EfficientNet variant" in other_variant.stderr + other_variant.stdout
 
 
 @pytest.mark.slow
