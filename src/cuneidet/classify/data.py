@@ -223,15 +223,25 @@ class CropDataModule(CSDDDataModule):
         return signs + background
 
     def _dataset(
-        self, samples: Sequence[SegmentSample] | None, augment: bool, seed: int
+        self,
+        samples: Sequence[SegmentSample] | None,
+        augment: bool,
+        seed: int,
+        forge_patches: Sequence[SegmentSample] = (),
     ) -> CropDataset:
+        """Crops of ``samples`` (signs and background), then those of ``forge_patches``."""
         hp = self.hparams
         assert samples is not None, "call setup() first"
         items = self._items(samples, seed)
         if not items:
             raise ConfigError("no sign crops: the selected segments have no labelled box")
+        forged, _ = sign_items(
+            [p.boxes for p in forge_patches], [p.labels for p in forge_patches], hp.num_classes
+        )
+        offset = len(samples)
+        items += [CropItem(item.segment + offset, item.box, item.label) for item in forged]
         return CropDataset(
-            samples,
+            [*samples, *forge_patches],
             items,
             crop_size=hp.crop_size,
             context=hp.context,
@@ -262,20 +272,9 @@ class CropDataModule(CSDDDataModule):
         """Augmented crops drawn class-aware (``balance``), background ``background_fraction``."""
         hp = self.hparams
         assert self.train_samples is not None, "call setup() first"
-        dataset = self._dataset(self.train_samples, augment=True, seed=hp.seed)
-        real = len(dataset.items)
-        if self.forge_patches:
-            offset = len(dataset.images)
-            dataset.images += [p.image for p in self.forge_patches]
-            forged, _ = sign_items(
-                [p.boxes for p in self.forge_patches],
-                [p.labels for p in self.forge_patches],
-                hp.num_classes,
-            )
-            dataset.items += [
-                CropItem(item.segment + offset, item.box, item.label) for item in forged
-            ]
+        dataset = self._dataset(self.train_samples, True, hp.seed, self.forge_patches)
         labels = dataset.labels()
+        real = sum(item.segment < len(self.train_samples) for item in dataset.items)
         missing = sorted(set(range(1, hp.num_classes)) - set(labels.tolist()))
         log.info(
             "classifier training: %d sign crops of %d classes, %d background, %d forge crops "
