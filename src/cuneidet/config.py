@@ -27,13 +27,32 @@ def config_dir() -> str:
 
 
 def register_resolvers() -> None:
-    """Resolvers used in configs: ``${join:${data.train_sets}}`` → "train_full+saa05", and
+    """Resolvers used in configs: ``${join:${data.train_sets}}`` → "train_full+saa05",
     ``${cwd:}`` → the launch directory (unlike ``${hydra:runtime.cwd}`` it also resolves where
-    a multirun sweeper builds its sweep folder, before any job has a Hydra runtime)."""
+    a multirun sweeper builds its sweep folder, before any job has a Hydra runtime), and
+    ``${per_sign:48,${data.sign_height},64}`` → 48 px at 64-px signs rescaled to the working
+    sign height (anchor sizes that follow ``data.sign_height``), and ``${first_set:a,b}`` → the
+    first value that is set (neither null nor "None")."""
     if not OmegaConf.has_resolver("join"):
         OmegaConf.register_new_resolver("join", lambda items, sep="+": sep.join(map(str, items)))
     if not OmegaConf.has_resolver("cwd"):
         OmegaConf.register_new_resolver("cwd", os.getcwd)
+    if not OmegaConf.has_resolver("first_set"):
+        OmegaConf.register_new_resolver("first_set", first_set)
+    if not OmegaConf.has_resolver("per_sign"):
+        OmegaConf.register_new_resolver("per_sign", per_sign)
+
+
+def first_set(*values: object) -> object:
+    """The first of ``values`` that is neither None nor "None" (a Hydra choice left unset)."""
+    return next((v for v in values if v is not None and str(v) != "None"), None)
+
+
+def per_sign(size: float, sign_height: float, reference: float = 64.0) -> float:
+    """``size`` (pixels at ``reference``-px signs) at signs ``sign_height`` px high."""
+    if float(sign_height) <= 0 or float(reference) <= 0:
+        raise ValueError(f"sign heights must be positive, got {sign_height} and {reference}")
+    return float(size) * float(sign_height) / float(reference)
 
 
 register_resolvers()

@@ -255,3 +255,59 @@ def test_another_pipeline_reuses_a_matching_line_stage(pipeline_run, tmp_path):
     other = _compose([*args, shared, "pipeline.line_postprocess.threshold=0.5"])
     with pytest.raises(ConfigError, match="lines_from"):
         lines_stage(make_context(other))
+
+
+def test_a_trained_recogniser_starts_the_loop_as_detector_0(pipeline_run, tmp_path):
+    """pipeline.start_from: the two-stage recogniser is detector 0 (no hypotheses, no training
+    at iteration 0); iteration 1 aligns its detections and fine-tunes all of its weights."""
+    data, log_dir = pipeline_run["data"], tmp_path / "outputs"
+    two_stage = [
+        "experiment=two_stage_cpu",
+        "data.crop_batch_size=8",
+        "trainer.limit_train_batches=2",
+        "model.detector.localiser.fpn.pretrained=false",
+        "model.detector.classifier.pretrained=false",
+    ]
+    recogniser = tmp_path / "recogniser"
+    run_app(
+        "train",
+        *FAST,
+        *two_stage,
+        f"paths.data_dir={data}",
+        "trainer.max_epochs=1",
+        "data.val_tablets=[TRAIN002]",
+        f"hydra.run.dir={recogniser}",
+    )
+    ckpt = recogniser / "checkpoints" / "last.ckpt"
+    args = [
+        *_overrides(data, pipeline_run["line_ckpt"], log_dir),
+        *two_stage,
+        "pipeline.name=start",
+        f"pipeline.lines_from={pipeline_run['pipeline']}",
+        f"pipeline.start_from={ckpt}",
+        # a partial initialisation the previous detector must override (else: file not found)
+        f"init_classifier_from={tmp_path / 'missing.ckpt'}",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
+    run_app("pipeline", *args)
+    root = log_dir / "pipelines" / "start"
+    assert not (root / "iter_0" / "hypotheses").exists()
+    start = read_manifest(root / "iter_0" / "train")
+    assert start["status"] == "done" and start["metrics"]["start_from"] == str(ckpt)
+    assert (root / "iter_0" / "train" / start["metrics"]["checkpoint"]).is_file()
+    assert read_manifest(root / "iter_1" / "detect")["metrics"]["views"] > 0
+    summary = json.loads((root / "iter_1" / "train" / "summary.json").read_text())
+    assert summary["model"] == "TwoStageModule"
+    assert summary["init_from"].endswith("iter_0/train/checkpoints/start.ckpt")
+    assert summary["init_classifier_from"] is None
+    table = pd.read_csv(root / "metrics.csv")
+    assert list(table["iteration"]) == [0, 1]
+
+    line_net = [
+        *args[:-1],
+        "pipeline.name=wrong",
+        f"pipeline.start_from={pipeline_run['line_ckpt']}",
+    ]
+    result = run_app("pipeline", *line_net, f"hydra.run.dir={tmp_path / 'wrong'}", check=False)
+    assert result.returncode != 0
+    assert "not a sign detector" in result.stdout + result.stderr

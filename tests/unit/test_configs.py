@@ -202,3 +202,31 @@ def test_every_searched_parameter_exists_in_its_recipe(search, experiment):
     assert cfg.optimized_metric.startswith("val/")
     for key in cfg.hydra.sweeper.params:
         assert OmegaConf.select(cfg, key) is not None, f"{search} tunes {key}, not in {experiment}"
+
+
+@pytest.mark.parametrize(("sign_height", "sizes"), [(64, [48, 96, 192]), (128, [96, 192, 384])])
+def test_two_stage_anchors_follow_the_working_sign_height(sign_height, sizes):
+    cfg = _compose("train", ["experiment=two_stage_cpu", f"data.sign_height={sign_height}"])
+    assert list(cfg.model.detector.localiser.anchors.sizes) == sizes
+    anchors = instantiate(cfg.model.detector.localiser.anchors)
+    assert anchors.sizes == [float(s) for s in sizes]
+
+
+def test_per_sign_refuses_a_sign_height_that_is_not_positive():
+    from cuneidet.config import per_sign
+
+    assert per_sign(48, 96) == 72.0
+    with pytest.raises(ValueError, match="positive"):
+        per_sign(48, 0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "name"),
+    [([], "semi-paper_mobilenetv2"), (["experiment=recognition_cpu"], "semi-two_stage")],
+)
+def test_a_pipeline_folder_is_named_by_the_backbone_or_else_the_model(overrides, name):
+    from hydra.core.hydra_config import HydraConfig
+
+    cfg = _compose("pipeline", ["pipeline=semi", "pipeline.line_ckpt=x.ckpt", *overrides])
+    HydraConfig.instance().set_config(cfg)
+    assert cfg.pipeline.name == name

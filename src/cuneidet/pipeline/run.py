@@ -5,6 +5,8 @@ Stages (``outputs/pipelines/<name>/iter_<k>/<stage>/``):
 * ``iter_0/lines``: text lines of every weak view, assigned to transliteration lines
   (Gale–Church); shared by all iterations (the line map is also the detector's ignore region);
 * ``iter_0/hypotheses``: null-hypothesis boxes → ``generated.csv``;
+* ``iter_0/train`` with ``pipeline.start_from``: a trained detector or recogniser copied in as
+  detector 0 (no hypotheses, no training): the loop starts at its detections;
 * ``iter_k/detect`` (k > 0): raw detections of the detector trained in iteration k − 1;
 * ``iter_k/align`` and ``iter_k/place`` (k > 0): aligned and aligned ∪ placed boxes →
   ``generated.csv``;
@@ -20,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,7 @@ from cuneidet.cli.common import command_line, git_commit, hardware_description
 from cuneidet.data.csdd import CSDD, annotated_segments
 from cuneidet.data.location import resolve_data_dir
 from cuneidet.data.sources import PhotoSource, build_photo_source
-from cuneidet.errors import ConfigError
+from cuneidet.errors import ConfigError, DataNotFoundError
 from cuneidet.inference.export import write_paper_csv
 from cuneidet.pipeline.align_stage import (
     AlignSettings,
@@ -251,6 +254,44 @@ def place_stage(ctx: Context, k: int, lines: StageResult, align: StageResult) ->
     return ctx.runner.run(k, "place", config, {"lines": lines, "align": align}, work)
 
 
+def start_stage(ctx: Context) -> StageResult:
+    """Iteration 0's detector given by ``pipeline.start_from`` (a ``cuneidet-train`` checkpoint
+    of either kind): copied into ``iter_0/train`` with the figures of the run that trained it."""
+    from cuneidet.models.checkpoint import rebuild_module
+
+    source = Path(str(ctx.cfg.pipeline.start_from))
+    if not source.is_file():
+        raise DataNotFoundError(
+            f"pipeline.start_from={source} does not exist; pass the best.ckpt of a cuneidet-train "
+            "run (a detector or a two-stage recogniser), or null to train detector 0"
+        )
+    stat = source.stat()
+    config = {"start_from": str(source.resolve()), "size": stat.st_size, "mtime": stat.st_mtime}
+
+    def work(out: Path) -> dict[str, Any]:
+        module = rebuild_module(source)
+        if not hasattr(module, "detector"):  # refused here rather than at the detect stage
+            raise ConfigError(
+                f"pipeline.start_from={source} holds a {type(module).__name__}, not a sign "
+                "detector; pass the checkpoint of a cuneidet-train detector or recogniser run"
+            )
+        target = out / "checkpoints" / "start.ckpt"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        summary = _read_json(source.parent.parent / "summary.json")
+        return {
+            "checkpoint": str(target.relative_to(out)),
+            "start_from": str(source),
+            "test_mAP": summary.get("test_map"),
+            "test_global_AP": summary.get("test_global_ap"),
+            "val_best_mAP": summary.get("val_best"),
+            "epochs": summary.get("epochs"),
+            "train_time_s": summary.get("train_time_s"),
+        }
+
+    return ctx.runner.run(0, "train", config, {}, work)
+
+
 def train_config(
     ctx: Context, out: Path, labels: StageResult, lines: StageResult, init: str | None
 ) -> DictConfig:
@@ -263,6 +304,10 @@ def train_config(
         cfg.data.generated_line_dir = str(lines.directory)
         cfg.data.train_on_boxes = bool(ctx.cfg.pipeline.semi_supervised)
         cfg.init_from = init
+        if init is not None and init != ctx.cfg.get("init_from"):
+            # a previous detector brings every weight: no partial initialisation on top of it
+            cfg.init_backbone_from = None
+            cfg.init_classifier_from = None
         cfg.task_name = f"{ctx.cfg.pipeline.name}/train"
         last = out / "checkpoints" / "last.ckpt"
         cfg.ckpt_path = str(last) if last.is_file() else None
@@ -356,6 +401,10 @@ def run_pipeline(cfg: DictConfig) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for k in range(int(cfg.pipeline.iteration) + 1):
         stages: dict[str, StageResult] = {"lines": lines} if k == 0 else {}
+        if k == 0 and cfg.pipeline.get("start_from"):
+            stages["train"] = previous = start_stage(ctx)
+            summary = record_iteration(ctx, k, stages)
+            continue
         if k == 0:
             labels = stages["hypotheses"] = hypotheses_stage(ctx, lines)
         else:
