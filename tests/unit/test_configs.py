@@ -158,10 +158,7 @@ def test_the_slurm_launcher_config_composes():
 
 @pytest.mark.parametrize(
     ("first_stage", "second_stage", "target"),
-    [
-        ("make_train_classifier", "make_train", "train"),
-        ("recognition_cpu_classifier", "recognition_cpu", "train-best"),
-    ],
+    [("recognition_cpu_classifier", "recognition_cpu", "train-best")],
 )
 def test_second_stage_reads_the_first_stage_classifier(first_stage, second_stage, target):
     first = _compose("classify", [f"experiment={first_stage}"])
@@ -181,9 +178,7 @@ def test_second_stage_reads_the_first_stage_classifier(first_stage, second_stage
     assert f"experiment={first_stage}" in recipe and f"experiment={second_stage}" in recipe
 
 
-@pytest.mark.parametrize(
-    "entry", [e for e in _entries("experiment") if e not in ("make_train", "recognition_cpu")]
-)
+@pytest.mark.parametrize("entry", [e for e in _entries("experiment") if e != "recognition_cpu"])
 def test_only_the_two_stage_recipes_start_from_a_first_stage_classifier(entry):
     cfg = _compose("train", [f"experiment={entry}"])
     for key in ("init_classifier_from", "init_backbone_from"):
@@ -230,3 +225,13 @@ def test_a_pipeline_folder_is_named_by_the_backbone_or_else_the_model(overrides,
     cfg = _compose("pipeline", ["pipeline=semi", "pipeline.line_ckpt=x.ckpt", *overrides])
     HydraConfig.instance().set_config(cfg)
     assert cfg.pipeline.name == name
+
+
+def test_make_train_is_one_joint_run_from_the_imagenet_weights():
+    cfg = _compose("train", ["experiment=make_train"])
+    assert cfg.init_classifier_from is None and cfg.init_backbone_from is None
+    assert cfg.model.detector.localiser.fpn.pretrained and cfg.model.detector.classifier.pretrained
+    assert cfg.trainer.max_time == "00:00:14:00" and cfg.test is True
+    makefile = (CONFIGS.parent / "Makefile").read_text()
+    recipe = makefile[makefile.index("\ntrain:") :].split("\n\n")[0]
+    assert recipe.count("$(BIN)/cuneidet-") == 1 and "experiment=make_train $(ARGS)" in recipe
