@@ -31,7 +31,7 @@ def register_resolvers() -> None:
     ``${cwd:}`` → the launch directory (unlike ``${hydra:runtime.cwd}`` it also resolves where
     a multirun sweeper builds its sweep folder, before any job has a Hydra runtime), and
     ``${per_sign:48,${data.sign_height},64}`` → 48 px at 64-px signs rescaled to the working
-    sign height (anchor sizes that follow ``data.sign_height``), and ``${first_set:a,b}`` → the
+    sign height (anchor sizes that follow ``data.sign_height``); ``${first_set:a,b}`` → the
     first value that is set (neither null nor "None")."""
     if not OmegaConf.has_resolver("join"):
         OmegaConf.register_new_resolver("join", lambda items, sep="+": sep.join(map(str, items)))
