@@ -19,3 +19,7 @@ class ImageLoadError(CuneidetError, OSError):
 
 class ConfigError(CuneidetError, ValueError):
     """A configuration value is invalid or inconsistent."""
+
+
+class ModelFileError(DataFormatError):
+    """An exported model (ONNX graph or its JSON sidecar) is corrupt, foreign or mismatched."""

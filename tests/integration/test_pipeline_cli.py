@@ -285,6 +285,7 @@ def test_a_trained_recogniser_starts_the_loop_as_detector_0(pipeline_run, tmp_pa
         "pipeline.name=start",
         f"pipeline.lines_from={pipeline_run['pipeline']}",
         f"pipeline.start_from={ckpt}",
+        "pipeline.detect.runtime=onnx",  # detector 0 exported and run by ONNX Runtime
         # a partial initialisation the previous detector must override (else: file not found)
         f"init_classifier_from={tmp_path / 'missing.ckpt'}",
         f"hydra.run.dir={tmp_path / 'run'}",
@@ -296,6 +297,8 @@ def test_a_trained_recogniser_starts_the_loop_as_detector_0(pipeline_run, tmp_pa
     assert start["status"] == "done" and start["metrics"]["start_from"] == str(ckpt)
     assert (root / "iter_0" / "train" / start["metrics"]["checkpoint"]).is_file()
     assert read_manifest(root / "iter_1" / "detect")["metrics"]["views"] > 0
+    assert (root / "iter_1" / "detect" / "detector.json").is_file()
+    assert (root / "iter_1" / "detect" / "detector.classifier.onnx").is_file()
     summary = json.loads((root / "iter_1" / "train" / "summary.json").read_text())
     assert summary["model"] == "TwoStageModule"
     assert summary["init_from"].endswith("iter_0/train/checkpoints/start.ckpt")

@@ -24,13 +24,23 @@ def _compose(name: str, overrides: list[str]):
         return compose(config_name=name, overrides=overrides, return_hydra_config=True)
 
 
-@pytest.mark.parametrize("name", ["train", "eval", "predict", "forge", "lines", "classify"])
+@pytest.mark.parametrize(
+    "name", ["train", "eval", "predict", "forge", "lines", "classify", "export"]
+)
 def test_primary_configs_compose(name):
-    overrides = ["ckpt_path=x.ckpt"] if name in ("eval", "predict", "lines") else []
+    overrides = ["ckpt_path=x.ckpt"] if name in ("eval", "predict", "lines", "export") else []
     if name == "predict":
         overrides.append("inputs=[a.jpg]")
     cfg = _compose(name, overrides)
     assert cfg.task_name == name
+
+
+def test_predict_takes_the_onnx_runtime_and_automatic_scale():
+    cfg = _compose("predict", ["runtime=onnx", "model_file=m.onnx", "inputs=[a.jpg]", "scale=auto"])
+    assert cfg.runtime == "onnx" and cfg.scale == "auto" and cfg.threads == 2
+    assert set(cfg.scale_auto) >= {"candidates", "reference_height", "window"}
+    pipeline = _compose("pipeline", ["pipeline.line_ckpt=l.ckpt", "pipeline.detect.runtime=onnx"])
+    assert pipeline.pipeline.detect.runtime == "onnx"
 
 
 @pytest.mark.parametrize(

@@ -10,17 +10,18 @@ from typing import Any
 import hydra
 import pandas as pd
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from cuneidet.cli.common import save_config, task_wrapper
 from cuneidet.config import config_dir
 from cuneidet.data.csdd import CSDD, LabelMap
 from cuneidet.data.location import resolve_data_dir
+from cuneidet.deploy.runtime import InferenceModel, load_inference_model
 from cuneidet.errors import ConfigError, CuneidetError, DataFormatError
 from cuneidet.inference.export import write_coco_json, write_paper_csv
 from cuneidet.inference.predict import PhotoRequest, predict_photos
-from cuneidet.models.checkpoint import load_module
-from cuneidet.utils.io import write_json
+from cuneidet.inference.scale import ScaleSettings
+from cuneidet.utils.io import write_csv, write_json
 
 log = logging.getLogger("cuneidet.predict")
 
@@ -56,14 +57,41 @@ def read_scales(path: str | Path) -> dict[str, dict[str, Any]]:
     has_bbox = {"x0", "y0", "x1", "y1"} <= set(frame.columns)
     rows = {}
     for number, row in enumerate(frame.itertuples(index=False), start=2):
-        if not float(row.scale) > 0:
-            raise DataFormatError(f"{path}: line {number}: scale must be positive, got {row.scale}")
+        scale = parse_scale(row.scale, f"{path}: line {number}")
         bbox = (row.x0, row.y0, row.x1, row.y1) if has_bbox else None
-        rows[str(row.name)] = {"scale": float(row.scale), "bbox": bbox}
+        rows[str(row.name)] = {"scale": scale, "bbox": bbox}
     return rows
 
 
-def build_requests(paths: list[Path], scale: float, scales_csv: str | None) -> list[PhotoRequest]:
+def parse_scale(value: Any, where: str = "scale") -> float | None:
+    """A positive number, or ``auto`` (returned as None: estimate it from the photo)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        scale = float("nan")
+    if not scale > 0:
+        raise ConfigError(f"{where}: scale must be a positive number or auto, got {value!r}")
+    return scale
+
+
+def scale_settings(cfg: DictConfig, model: InferenceModel) -> ScaleSettings:
+    """``scale_auto.*`` of the config over the model's calibration (its sidecar) and defaults."""
+    chosen = {k: v for k, v in (cfg.get("scale_auto") or {}).items() if v is not None}
+    merged = {**model.scale_auto, **chosen}
+    if "candidates" in merged:
+        merged["candidates"] = tuple(float(c) for c in merged["candidates"])
+    try:
+        return ScaleSettings(**merged)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"scale_auto: {error}") from error
+
+
+def build_requests(
+    paths: list[Path], scale: float | None, scales_csv: str | None
+) -> list[PhotoRequest]:
+    """One request per photo; ``scale=None`` (``scale=auto``) estimates each photo's scale."""
     per_photo = read_scales(scales_csv) if scales_csv else {}
     if per_photo:
         unknown = [p.stem for p in paths if p.stem not in per_photo]
@@ -71,7 +99,7 @@ def build_requests(paths: list[Path], scale: float, scales_csv: str | None) -> l
             raise ConfigError(f"{scales_csv} has no row for {unknown[:5]} (match the file stem)")
     requests = []
     for path in paths:
-        entry = per_photo.get(path.stem, {"scale": float(scale), "bbox": None})
+        entry = per_photo.get(path.stem, {"scale": scale, "bbox": None})
         requests.append(
             PhotoRequest(name=path.stem, path=path, scale=entry["scale"], bbox=entry["bbox"])
         )
@@ -90,18 +118,25 @@ def label_map_or_none(data_dir: str | None) -> LabelMap | None:
 def predict(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     save_config(cfg, output_dir)
-    if float(cfg.scale) <= 0:
-        raise ConfigError(f"scale must be positive, got {cfg.scale}")
-    module = load_module(cfg.ckpt_path, inference=cfg.inference, recogniser=cfg.get("recogniser"))
-    inference = dict(module.inference)
+    scale = parse_scale(cfg.scale)
     device = cfg.device
     if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    detector = module.detector.to(device)
-    requests = build_requests(expand_inputs(cfg.inputs), cfg.scale, cfg.scales_csv)
+        device = "cuda" if torch.cuda.is_available() and cfg.runtime == "torch" else "cpu"
+    model = load_inference_model(
+        cfg.runtime,
+        ckpt_path=cfg.get("ckpt_path"),
+        model=cfg.get("model_file"),
+        threads=cfg.threads,
+        device=device,
+        inference=_container(cfg.inference),
+        recogniser=_container(cfg.get("recogniser")),
+    )
+    inference = dict(model.inference)
+    requests = build_requests(expand_inputs(cfg.inputs), scale, cfg.scales_csv)
     detections = predict_photos(
-        detector,
+        model.detector,
         requests,
+        scale_settings=scale_settings(cfg, model),
         tile_size=cfg.tiling.tile_size,
         tile_overlap=cfg.tiling.tile_overlap,
         max_pixels=cfg.tiling.max_pixels,
@@ -109,15 +144,22 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         **inference,
     )
     labels = label_map_or_none(cfg.paths.data_dir)
-    num_classes = module.detector.num_classes
-    categories = {c: (labels.name(c) if labels else f"sign_{c}") for c in range(1, num_classes)}
+    categories = {
+        c: (labels.name(c) if labels else model.class_names.get(c, f"sign_{c}"))
+        for c in range(1, model.num_classes)
+    }
     write_paper_csv(detections, cfg.output.csv, label_map=labels)
     write_coco_json(detections, cfg.output.coco, None, categories)
+    scales = pd.DataFrame(detections.attrs.get("scales", []))
+    write_csv(cfg.output.scales, scales)
     summary = {
-        "checkpoint": str(cfg.ckpt_path),
+        "runtime": model.runtime,
+        "model": model.source,
         "photos": detections.attrs.get("n_requests", len(requests)),
         "failed": detections.attrs.get("failed", []),
         "detections": len(detections),
+        "scale": "auto" if scale is None else scale,
+        "scales": detections.attrs.get("scales", []),
         "inference": inference,
         "csv": str(cfg.output.csv),
         "coco": str(cfg.output.coco),
@@ -125,6 +167,12 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     write_json(output_dir / "predict_summary.json", summary)
     log.info("%d detections on %d photos → %s", len(detections), summary["photos"], cfg.output.csv)
     return summary
+
+
+def _container(node: Any) -> dict[str, Any] | None:
+    if node is None:
+        return None
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="predict")

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 
 from cuneidet.data.datasets import to_input_tensor
 from cuneidet.errors import ConfigError, ImageLoadError
+from cuneidet.inference.scale import ScaleEstimationError, ScaleSettings, estimate_scale
 from cuneidet.models.detector import eval_mode
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def to_tensor(image: Image.Image) -> Tensor:
 
 
 def detect_image(
-    detector: nn.Module,
+    detector: Any,
     image: Image.Image,
     *,
     tile_size: int | None = None,
@@ -124,7 +125,7 @@ def detect_image(
 
 
 def _detect_at_scale(
-    detector: nn.Module,
+    detector: Any,
     image: Image.Image,
     tile_size: int | None,
     tile_overlap: int,
@@ -150,14 +151,14 @@ def _detect_at_scale(
 
 
 def _detect_whole(
-    detector: nn.Module, image: Image.Image, device: torch.device, kwargs: dict[str, Any]
+    detector: Any, image: Image.Image, device: torch.device, kwargs: dict[str, Any]
 ) -> Detections:
     batch = to_tensor(image).unsqueeze(0).to(device)
     return _to_cpu(detector.detect(batch, **kwargs)[0])
 
 
 def _detect_tiled(
-    detector: nn.Module,
+    detector: Any,
     image: Image.Image,
     tile_size: int,
     tile_overlap: int,
@@ -184,9 +185,12 @@ def _detect_tiled(
     return merged
 
 
-def max_stride(detector: nn.Module) -> int:
-    """Largest feature stride of ``detector`` (``fpn.strides``), :data:`DEFAULT_MAX_STRIDE` else."""
-    strides = getattr(getattr(detector, "fpn", None), "strides", None)
+def max_stride(detector: Any) -> int:
+    """Largest feature stride of ``detector`` (its ``strides`` or ``fpn.strides``),
+    :data:`DEFAULT_MAX_STRIDE` else."""
+    strides = getattr(detector, "strides", None) or getattr(
+        getattr(detector, "fpn", None), "strides", None
+    )
     return int(max(strides)) if strides else DEFAULT_MAX_STRIDE
 
 
@@ -262,9 +266,11 @@ def _to_cpu(dets: Mapping[str, Tensor]) -> Detections:
     }
 
 
-def _resolve_device(detector: nn.Module, device: str | torch.device | None) -> torch.device:
+def _resolve_device(detector: Any, device: str | torch.device | None) -> torch.device:
     if device is not None:
         return torch.device(device)
+    if not isinstance(detector, nn.Module):  # e.g. an ONNX Runtime detector: CPU tensors
+        return torch.device("cpu")
     param = next(iter(detector.parameters()), None)
     return param.device if param is not None else torch.device("cpu")
 
@@ -280,11 +286,12 @@ class PhotoRequest:
     the photo is then loaded lazily from ``path`` (a load failure is skipped and counted).
     ``bbox`` is the segment ``(x0, y0, x1, y1)`` in the photo (``None`` = whole photo); the
     segment is cropped and resized by ``scale`` (the working resolution, signs ≈ 128 px high).
+    ``scale=None`` estimates it from the segment (:func:`cuneidet.inference.scale.estimate_scale`).
     """
 
     name: str
     image: Image.Image | None = None
-    scale: float = 1.0
+    scale: float | None = 1.0
     bbox: tuple[float, float, float, float] | None = None
     path: str | Path | None = None
     segm_idx: int = -1
@@ -292,23 +299,28 @@ class PhotoRequest:
 
 
 def predict_photos(
-    detector: nn.Module,
+    detector: Any,
     requests: Iterable[PhotoRequest],
     progress: bool = True,
+    scale_settings: ScaleSettings | None = None,
     **kwargs: Any,
 ) -> pd.DataFrame:
     """Detect signs on many photographs; one row per detection (columns
     :data:`PREDICTION_COLUMNS`).
 
     ``x1..y2`` are in the original photo frame (``scaled / scale + segment origin``), ``sx1..sy2``
-    in the scaled segment frame the detector saw. ``kwargs`` go to :func:`detect_image`. A photo
-    that fails to load is skipped with a warning; ``df.attrs`` holds ``n_requests``, ``n_failed``,
-    ``failed`` (names) and ``images`` (COCO-style ``id/file_name/width/height`` of each photo).
+    in the scaled segment frame the detector saw. ``kwargs`` go to :func:`detect_image`. A
+    request with ``scale=None`` gets its scale estimated (``scale_settings``). A photo that fails
+    to load, or whose scale cannot be estimated, is skipped with a warning; ``df.attrs`` holds
+    ``n_requests``, ``n_failed``, ``failed`` (names), ``images`` (COCO-style
+    ``id/file_name/width/height`` of each photo) and ``scales`` (per request: the scale used,
+    whether it was estimated, and the estimate's response and box count).
     """
     total = len(requests) if isinstance(requests, Sized) else None
     frames: list[pd.DataFrame] = []
     failed: list[str] = []
     images: dict[str, dict[str, Any]] = {}
+    scales: list[dict[str, Any]] = []
     n_requests = 0
     cache = _PhotoCache()
     bar = tqdm(requests, total=total, disable=not progress, desc="detect", unit="segment")
@@ -321,23 +333,58 @@ def predict_photos(
             log.warning("skipping %s: %s", request.name, error)
             bar.set_postfix(failed=len(failed))
             continue
+        try:
+            request, scale_record = _with_scale(detector, request, photo, scale_settings)
+        except ScaleEstimationError as error:
+            failed.append(request.name)
+            log.warning("skipping %s: %s", request.name, error)
+            bar.set_postfix(failed=len(failed))
+            continue
+        scales.append(scale_record)
         images.setdefault(request.name, _image_entry(len(images) + 1, request.name, photo))
         frames.append(_predict_one(detector, request, photo, kwargs))
     if failed:
         log.warning(
-            "%d of %d photos/segments skipped because their photo could not be loaded",
+            "%d of %d photos/segments skipped (photo unreadable or no sign scale found)",
             len(failed),
             n_requests,
         )
     frame = _concat(frames)
     frame.attrs.update(
-        n_requests=n_requests, n_failed=len(failed), failed=failed, images=list(images.values())
+        n_requests=n_requests,
+        n_failed=len(failed),
+        failed=failed,
+        images=list(images.values()),
+        scales=scales,
     )
     return frame
 
 
+def _with_scale(
+    detector: Any,
+    request: PhotoRequest,
+    photo: Image.Image,
+    settings: ScaleSettings | None,
+) -> tuple[PhotoRequest, dict[str, Any]]:
+    """The request with its scale (estimated when ``request.scale`` is None) and a record."""
+    from dataclasses import replace
+
+    from cuneidet.data.segments import crop_segment  # lazy: import cycle
+
+    record: dict[str, Any] = {"name": request.name, "segm_idx": request.segm_idx}
+    if request.scale is not None:
+        return request, {**record, "scale": float(request.scale), "auto": False}
+    segment = crop_segment(photo, request.bbox if request.bbox is not None else (0, 0, *photo.size))
+    estimate = estimate_scale(detector, segment, settings)
+    log.info(
+        "%s: estimated scale %.3f (response %.2f)", request.name, estimate.scale, estimate.response
+    )
+    record.update(scale=estimate.scale, auto=True, response=estimate.response, boxes=estimate.boxes)
+    return replace(request, scale=estimate.scale), record
+
+
 def predict_paths(
-    detector: nn.Module,
+    detector: Any,
     paths: Sequence[str | Path],
     scale: float | Mapping[str, float] = 1.0,
     progress: bool = True,
@@ -398,7 +445,7 @@ class _PhotoCache:
 
 
 def _predict_one(
-    detector: nn.Module, request: PhotoRequest, photo: Image.Image, kwargs: dict[str, Any]
+    detector: Any, request: PhotoRequest, photo: Image.Image, kwargs: dict[str, Any]
 ) -> pd.DataFrame:
     """Crop + scale the segment, detect, and map the boxes back to the photo."""
     from cuneidet.data.segments import extract_segment, scaled_to_photo  # lazy: import cycle

@@ -19,8 +19,14 @@ Detections = dict[str, Tensor]
 
 
 @contextlib.contextmanager
-def eval_mode(module: nn.Module) -> Iterator[None]:
-    """Run in eval mode (BatchNorm statistics frozen) and restore the previous mode afterwards."""
+def eval_mode(module: Any) -> Iterator[None]:
+    """Run in eval mode (BatchNorm statistics frozen) and restore the previous mode afterwards.
+
+    Anything that is not an ``nn.Module`` (e.g. an ONNX Runtime detector) has no mode: no-op.
+    """
+    if not isinstance(module, nn.Module):
+        yield
+        return
     was_training = module.training
     module.eval()
     try:
@@ -29,7 +35,93 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
         module.train(was_training)
 
 
-class SignDetector(nn.Module):
+class AnchorDecoding:
+    """Anchor layout and decoding of an anchor detector, whatever runs its network.
+
+    Shared by :class:`SignDetector` (PyTorch) and the ONNX Runtime detector of
+    :mod:`cuneidet.deploy.runtime`, so both turn the same raw outputs into the same boxes.
+    A subclass sets ``anchors`` (:class:`AnchorGenerator`), ``num_classes`` and ``strides`` and
+    implements :meth:`raw_outputs`.
+    """
+
+    anchors: AnchorGenerator
+    num_classes: int
+
+    @property
+    def strides(self) -> list[int]:
+        raise NotImplementedError
+
+    def raw_outputs(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """``images[N, 1, H, W]`` -> ``(loc[N, A, 4], probs[N, A, C])`` (column 0 background)."""
+        raise NotImplementedError
+
+    def feature_sizes(self, image_size: Size) -> list[Size]:
+        """(h, w) of every pyramid level for an ``image_size`` = (H, W) input."""
+        height, width = (int(v) for v in image_size)
+        return [(math.ceil(height / s), math.ceil(width / s)) for s in self.strides]
+
+    def anchors_for(
+        self,
+        image_size: Size,
+        feature_sizes: Sequence[Size] | None = None,
+        device: torch.device | str = "cpu",
+    ) -> Tensor:
+        """``[A, 4]`` xyxy anchors for an (H, W) input (feature sizes derived when omitted)."""
+        if feature_sizes is None:
+            feature_sizes = self.feature_sizes(image_size)
+        return self.anchors(tuple(image_size), feature_sizes, device)
+
+    def _anchors_matching(self, image_size: Size, predictions: Tensor) -> Tensor:
+        anchors = self.anchors_for(image_size, device=predictions.device)
+        if anchors.shape[0] != predictions.shape[1]:
+            raise ValueError(
+                f"predictions have {predictions.shape[1]} anchors but an input of size "
+                f"{tuple(image_size)} gives {anchors.shape[0]} ({self.feature_sizes(image_size)} "
+                f"cells x {self.anchors.num_anchors}); pass the (H, W) of the batch the model saw"
+            )
+        return anchors
+
+    def decode(
+        self,
+        loc: Tensor,
+        probs: Tensor,
+        image_size: Size,
+        score_thresh: float = 0.01,
+        nms_thresh: float = 0.5,
+        pre_nms_topk: int | None = None,
+        max_detections: int | None = None,
+        class_agnostic_nms: float | None = None,
+    ) -> list[Detections]:
+        """Per-image detections ``{"boxes"[D, 4], "scores"[D], "labels"[D]}``, best first.
+
+        Reference decoding: every (anchor, class >= 1) pair with probability > ``score_thresh``
+        is a candidate; per-class "+1" NMS at ``nms_thresh``; boxes are not clipped. The caps
+        (``pre_nms_topk`` over all candidates, ``max_detections``) and a final class-agnostic
+        "+1" NMS are off by default, as in the paper's mAP protocol.
+        """
+        anchors = self._anchors_matching(image_size, loc)
+        return [
+            _decode_image(
+                loc[i].float(),
+                probs[i].float(),
+                anchors,
+                score_thresh,
+                nms_thresh,
+                pre_nms_topk,
+                max_detections,
+                class_agnostic_nms,
+            )
+            for i in range(loc.shape[0])
+        ]
+
+    def detect(self, images: Tensor, **decode_kwargs: Any) -> list[Detections]:
+        """Eval-mode :meth:`raw_outputs` + :meth:`decode` without autograd."""
+        with eval_mode(self), torch.inference_mode():
+            loc, probs = self.raw_outputs(images)
+            return self.decode(loc, probs, tuple(images.shape[-2:]), **decode_kwargs)
+
+
+class SignDetector(AnchorDecoding, nn.Module):
     """Detector whose only parameterised children are ``fpn``, ``loc_head`` and ``cls_head``.
 
     ``fpn`` maps ``[N, 1, H, W]`` to a list of maps with ``fpn.out_channels`` channels at
@@ -85,32 +177,6 @@ class SignDetector(nn.Module):
             clss.append(self.cls_head(fm).permute(0, 2, 3, 1).reshape(n, -1, self.cls_channels))
         return torch.cat(locs, dim=1), torch.cat(clss, dim=1)
 
-    def feature_sizes(self, image_size: Size) -> list[Size]:
-        """(h, w) of every pyramid level for an ``image_size`` = (H, W) input."""
-        height, width = (int(v) for v in image_size)
-        return [(math.ceil(height / s), math.ceil(width / s)) for s in self.strides]
-
-    def anchors_for(
-        self,
-        image_size: Size,
-        feature_sizes: Sequence[Size] | None = None,
-        device: torch.device | str = "cpu",
-    ) -> Tensor:
-        """``[A, 4]`` xyxy anchors for an (H, W) input (feature sizes derived when omitted)."""
-        if feature_sizes is None:
-            feature_sizes = self.feature_sizes(image_size)
-        return self.anchors(tuple(image_size), feature_sizes, device)
-
-    def _anchors_matching(self, image_size: Size, predictions: Tensor) -> Tensor:
-        anchors = self.anchors_for(image_size, device=predictions.device)
-        if anchors.shape[0] != predictions.shape[1]:
-            raise ValueError(
-                f"predictions have {predictions.shape[1]} anchors but an input of size "
-                f"{tuple(image_size)} gives {anchors.shape[0]} ({self.feature_sizes(image_size)} "
-                f"cells x {self.num_anchors}); pass the (H, W) of the batch the model saw"
-            )
-        return anchors
-
     def build_targets(
         self,
         targets: Sequence[dict[str, Tensor]],
@@ -156,45 +222,19 @@ class SignDetector(nn.Module):
         loc_t, cls_t = self.build_targets(targets, anchors, line_maps)
         return self.head.loss(loc.float(), cls_logits.float(), loc_t, cls_t)
 
+    def raw_outputs(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """``(loc[N, A, 4], probs[N, A, C])``: :meth:`forward` with the head's probabilities
+        (the graph that ``cuneidet-export`` writes)."""
+        loc, cls_logits = self(images)
+        return loc, self.head.class_probabilities(cls_logits.float())
+
     def postprocess(
-        self,
-        loc: Tensor,
-        cls_logits: Tensor,
-        image_size: Size,
-        score_thresh: float = 0.01,
-        nms_thresh: float = 0.5,
-        pre_nms_topk: int | None = None,
-        max_detections: int | None = None,
-        class_agnostic_nms: float | None = None,
+        self, loc: Tensor, cls_logits: Tensor, image_size: Size, **decode_kwargs: Any
     ) -> list[Detections]:
-        """Per-image detections ``{"boxes"[D, 4], "scores"[D], "labels"[D]}``, best first.
-
-        Reference decoding: every (anchor, class >= 1) pair with probability > ``score_thresh``
-        is a candidate; per-class "+1" NMS at ``nms_thresh``; boxes are not clipped. The caps
-        (``pre_nms_topk`` over all candidates, ``max_detections``) and a final class-agnostic
-        "+1" NMS are off by default, as in the paper's mAP protocol.
-        """
-        anchors = self._anchors_matching(image_size, loc)
+        """:meth:`decode` of raw ``forward`` outputs (logits turned into the head's
+        probabilities)."""
         probs = self.head.class_probabilities(cls_logits.float())
-        return [
-            _decode_image(
-                loc[i].float(),
-                probs[i],
-                anchors,
-                score_thresh,
-                nms_thresh,
-                pre_nms_topk,
-                max_detections,
-                class_agnostic_nms,
-            )
-            for i in range(loc.shape[0])
-        ]
-
-    def detect(self, images: Tensor, **postprocess_kwargs: Any) -> list[Detections]:
-        """Eval-mode forward + :meth:`postprocess` without autograd; restores the train mode."""
-        with eval_mode(self), torch.inference_mode():
-            loc, cls_logits = self(images)
-            return self.postprocess(loc, cls_logits, tuple(images.shape[-2:]), **postprocess_kwargs)
+        return self.decode(loc, probs, image_size, **decode_kwargs)
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         """Number of (trainable) parameters."""

@@ -186,10 +186,23 @@ def detect_stage(ctx: Context, k: int, detector: StageResult) -> StageResult:
 
     settings = OmegaConf.to_container(ctx.cfg.pipeline.detect, resolve=True)
     workers = int(settings.pop("num_workers", 0))
+    runtime = str(settings.pop("runtime", "torch"))
+    threads = int(settings.pop("threads", 2))
     config = {"detect": settings, **_views_config(ctx)}
 
     def work(out: Path) -> dict[str, Any]:
         module = rebuild_module(detector.directory / detector.metrics["checkpoint"])
+        network = module.detector
+        if runtime == "onnx":  # the detector exported beside its detections, run by ORT
+            from cuneidet.deploy.export import export_onnx
+            from cuneidet.deploy.runtime import load_onnx_detector
+
+            model = out / "detector.onnx"
+            if not model.with_suffix(".json").is_file():
+                export_onnx(network, model, inference=dict(module.inference))
+            network, _ = load_onnx_detector(model, threads=threads)
+        elif runtime != "torch":
+            raise ConfigError(f"pipeline.detect.runtime={runtime}: choose torch or onnx")
 
         def make_trainer(callbacks: list[Any]) -> Any:
             return instantiate(
@@ -197,7 +210,7 @@ def detect_stage(ctx: Context, k: int, detector: StageResult) -> StageResult:
             )
 
         return run_detect_stage(
-            ctx.views, ctx.source, module.detector, make_trainer, out, settings, workers
+            ctx.views, ctx.source, network, make_trainer, out, settings, workers
         )
 
     return ctx.runner.run(k, "detect", config, {"detector": detector}, work, resumable=True)
