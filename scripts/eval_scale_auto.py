@@ -145,6 +145,14 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
         ylabel="scale=auto",
         title="Automatic sign scale on the real views (dotted: ±15 %)",
     )
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ticks = [0.5, 0.7, 1, 1.5, 2, 3, 4, 5]
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
     ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

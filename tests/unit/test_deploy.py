@@ -151,6 +151,12 @@ def test_runtime_overrides_and_inference_model(exports):
     assert model.inference["score_thresh"] == 0.3 and model.inference["max_detections"] is None
     one = load_inference_model("onnx", model=folder / "one.onnx", threads=1)
     assert isinstance(one.detector, OnnxSignDetector) and one.class_names[2] == "SIGN2"
+    with pytest.raises(ConfigError, match=r"recogniser\.colour is unknown"):
+        load_onnx_detector(folder / "two.onnx", recogniser={"colour": 1})
+    zero = load_inference_model(
+        "onnx", model=folder / "two.onnx", recogniser={"loc_score_thresh": 0.0}
+    )
+    assert zero.detector.loc_score_thresh == 0.0  # a zero is a setting, not "keep"
     with pytest.raises(ConfigError, match="two-stage"):
         load_onnx_detector(folder / "one.onnx", recogniser={"top_k": 2})
     with pytest.raises(ConfigError, match=r"model_file=<file\.onnx>"):

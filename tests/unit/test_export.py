@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from pycocotools.coco import COCO
 
-from cuneidet.errors import DataFormatError
+from cuneidet.errors import ConfigError, DataFormatError
 from cuneidet.inference import (
     OPTIONAL_COLUMNS,
     PAPER_COLUMNS,
@@ -218,3 +218,17 @@ def test_coco_rejects_unknown_images_and_categories() -> None:
         to_coco(detections, detections.attrs["images"][:1], {5: "a", 17: "b", 239: "c"})
     with pytest.raises(DataFormatError, match="239"):
         to_coco(detections, None, {5: "a", 17: "b"})
+
+
+class PartialLabelMap(FakeLabelMap):
+    """A sign list that knows only labels below 100 (a model with more classes than it)."""
+
+    def mzl(self, train_label: int) -> int:
+        if train_label >= 100:
+            raise ConfigError(f"Unknown train_label {train_label}")
+        return super().mzl(train_label)
+
+
+def test_labels_the_sign_list_does_not_know_get_mzl_minus_one(tmp_path: Path) -> None:
+    path = write_paper_csv(_detections(), tmp_path / "d.csv", label_map=PartialLabelMap())
+    assert read_paper_csv(path)["mzl_label"].tolist() == [1005, 1017, -1]

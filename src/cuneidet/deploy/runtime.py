@@ -136,7 +136,15 @@ def load_onnx_detector(
         meta["sign_height"],
     )
     if kind == "two_stage":
-        settings = {**meta["recogniser"], **{k: v for k, v in (recogniser or {}).items() if v}}
+        from cuneidet.models.checkpoint import RECOGNISER_SETTINGS
+
+        chosen = {k: v for k, v in (recogniser or {}).items() if v is not None}
+        unknown = sorted(set(chosen) - set(RECOGNISER_SETTINGS))
+        if unknown:
+            raise ConfigError(
+                f"recogniser.{unknown[0]} is unknown; choose from {RECOGNISER_SETTINGS}"
+            )
+        settings = {**meta["recogniser"], **chosen}
         classifier = OnnxClassifier(graphs["classifier"], meta["num_classes"])
         try:
             detector = TwoStageDetector(detector, classifier, **settings)  # type: ignore[arg-type]

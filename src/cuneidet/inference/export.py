@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from cuneidet.errors import DataFormatError, DataNotFoundError
+from cuneidet.errors import ConfigError, DataFormatError, DataNotFoundError
 from cuneidet.utils.io import atomic_open, write_json
 
 log = logging.getLogger(__name__)
@@ -121,13 +121,32 @@ def to_paper_frame(df: pd.DataFrame, label_map: _LabelMapLike | None = None) -> 
         elif column in df.columns:
             out[column] = df[column]
         elif column == "mzl_label" and label_map is not None:
-            out[column] = [label_map.mzl(int(t)) for t in df["train_label"]]
+            out[column] = _mzl_numbers(df["train_label"], label_map)
         else:
             out[column] = _DEFAULTS[column]
     for column in OPTIONAL_COLUMNS:
         if column in df.columns:
             out[column] = df[column]
     return out.reset_index(drop=True)
+
+
+def _mzl_numbers(labels: pd.Series, label_map: _LabelMapLike) -> list[int]:
+    """MZL number of every train label; -1 (with a counted warning) where the label map does
+    not know the class (a model with more classes than the data's sign list)."""
+    numbers, unknown = [], set()
+    for label in labels.astype(int):
+        try:
+            numbers.append(int(label_map.mzl(label)))
+        except (ConfigError, KeyError):
+            numbers.append(NOT_ALIGNED)
+            unknown.add(label)
+    if unknown:
+        log.warning(
+            "%d detections have train labels the sign list does not know (%s): mzl_label -1",
+            sum(1 for n in numbers if n == NOT_ALIGNED),
+            sorted(unknown)[:10],
+        )
+    return numbers
 
 
 def write_paper_csv(
