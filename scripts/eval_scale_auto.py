@@ -169,6 +169,8 @@ def main() -> None:
     parser.add_argument("--calibrate", action="store_true")
     parser.add_argument("--reference-height", type=float, default=None)
     parser.add_argument("--reference-pitch", type=float, default=None)
+    parser.add_argument("--window", type=int, default=None, help="scale_auto.window (px)")
+    parser.add_argument("--measure-window", type=int, default=None)
     parser.add_argument("--map", action="store_true", help="also test_full mAP at both scales")
     parser.add_argument("--fit", default="results/annotation_fit.csv")
     parser.add_argument("--out", default="results/scale_auto.csv")
@@ -186,20 +188,23 @@ def main() -> None:
         fit = pd.read_csv(args.fit)
         flagged = set(fit.loc[fit["flagged"], "key"])
     stored = dict(meta.get("scale_auto") or {})
+    window = {"window": args.window} if args.window else {}
+    if args.measure_window:
+        window["measure_window"] = args.measure_window
     references = {
         "reference_height": args.reference_height or stored.get("reference_height", 1.0),
         "reference_pitch": args.reference_pitch or stored.get("reference_pitch", 1.0),
     }
     if args.calibrate:  # on the train_full views the audit does not flag
         views = [seg for seg in train if seg.key not in flagged]
-        probe = measure(detector, csdd, source, views, ScaleSettings())
+        probe = measure(detector, csdd, source, views, ScaleSettings(**window))
         ratio = probe["meta_scale"] / probe["probe_scale"]
         references = {
             "reference_height": float(np.nanmedian(ratio * probe["probe_median_height"])),
             "reference_pitch": float(np.nanmedian(ratio * probe["probe_line_pitch"])),
         }
         print(f"calibrated on {len(views)} train_full views: {references}")
-    settings = ScaleSettings(**references)
+    settings = ScaleSettings(**references, **window)
     frame = pd.concat(
         [
             measure(detector, csdd, source, train, settings).assign(split="train_full"),
@@ -214,6 +219,8 @@ def main() -> None:
     plot(frame, Path(args.out).with_suffix(".png"))
     result = {
         **references,
+        "window": settings.window,
+        "measure_window": settings.measure_window,
         "all_views": summary(frame),
         "unflagged_views": summary(frame[~frame["flagged"]]),
         "flagged_views": summary(frame[frame["flagged"]]),
