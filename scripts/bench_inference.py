@@ -74,20 +74,17 @@ def default_photo(data_dir: str | None) -> tuple[Path, float]:
 
 
 def quantised(model: Path, folder: Path) -> Path:
-    """Dynamically int8-quantised copies of every graph of an export (sidecar copied too)."""
-    import shutil
-
+    """Dynamically int8-quantised copies of every graph of an export, with their sidecar."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from cuneidet.deploy.sidecar import file_sha256, read_sidecar
+    from cuneidet.deploy.sidecar import file_sha256, graph_path, read_sidecar
 
     meta = read_sidecar(model)
     out = folder / "int8.onnx"
     for role, graph in meta["graphs"].items():
-        target = out if role in ("detector", "localiser") else folder / f"int8.{role}.onnx"
+        target = graph_path(out, role)
         quantize_dynamic(model.parent / graph["file"], target, weight_type=QuantType.QInt8)
         graph["file"], graph["sha256"] = target.name, file_sha256(target)
-    shutil.copy(model.with_suffix(".json"), out.with_suffix(".json"))
     write_json(out.with_suffix(".json"), meta)
     return out
 

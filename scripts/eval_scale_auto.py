@@ -43,7 +43,7 @@ from cuneidet.utils.io import atomic_open, write_json
 log = logging.getLogger("eval_scale_auto")
 
 
-def measure(detector, csdd, source, segments, settings) -> pd.DataFrame:
+def measure(detector, source, segments, settings) -> pd.DataFrame:
     cache = PhotoCache(source)
     rows = []
     for seg in tqdm(segments, desc="scale", unit="view"):
@@ -103,10 +103,8 @@ def test_map(detector, inference, source, segments, scales, sign_height) -> floa
         request = PhotoRequest(
             name=seg.key, image=cache.load(seg.tablet), scale=scales[seg.key], bbox=seg.bbox
         )
+        # a view whose scale cannot be estimated is a counted skip: no detections
         frame = predict_photos(detector, [request], progress=False, **inference)
-        if frame.attrs["n_failed"]:
-            boxes = np.zeros((0, 4))
-            frame = frame.iloc[:0]
         # photo pixels -> the segment at its metadata scale and the model's sign height
         factor = seg.scale * sign_height / 128.0
         origin = np.array(seg.bbox[:2] * 2, dtype=np.float64)
@@ -197,7 +195,7 @@ def main() -> None:
     }
     if args.calibrate:  # on the train_full views the audit does not flag
         views = [seg for seg in train if seg.key not in flagged]
-        probe = measure(detector, csdd, source, views, ScaleSettings(**window))
+        probe = measure(detector, source, views, ScaleSettings(**window))
         ratio = probe["meta_scale"] / probe["probe_scale"]
         references = {
             "reference_height": float(np.nanmedian(ratio * probe["probe_median_height"])),
@@ -207,8 +205,8 @@ def main() -> None:
     settings = ScaleSettings(**references, **window)
     frame = pd.concat(
         [
-            measure(detector, csdd, source, train, settings).assign(split="train_full"),
-            measure(detector, csdd, source, test, settings).assign(split="test_full"),
+            measure(detector, source, train, settings).assign(split="train_full"),
+            measure(detector, source, test, settings).assign(split="test_full"),
         ],
         ignore_index=True,
     )

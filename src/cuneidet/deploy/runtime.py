@@ -173,9 +173,8 @@ def _check_interface(
             f"{role} graph of a cuneidet export has {list(inputs)} / {list(outputs)}; the graph "
             "does not belong to this sidecar: re-export with cuneidet-export"
         )
-    expected = meta.get("localiser_classes", meta["num_classes"])
-    if role == "classifier":
-        expected = meta["num_classes"]
+    main = role != "classifier"  # the detector / localiser graph
+    expected = meta.get("localiser_classes", meta["num_classes"]) if main else meta["num_classes"]
     classes = graph.output_dim(outputs[-1], -1)
     if classes is not None and classes != int(expected):
         raise ModelFileError(

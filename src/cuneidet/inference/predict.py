@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence, Sized
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -367,8 +367,6 @@ def _with_scale(
     settings: ScaleSettings | None,
 ) -> tuple[PhotoRequest, dict[str, Any]]:
     """The request with its scale (estimated when ``request.scale`` is None) and a record."""
-    from dataclasses import replace
-
     from cuneidet.data.segments import crop_segment  # lazy: import cycle
 
     record: dict[str, Any] = {"name": request.name, "segm_idx": request.segm_idx}
