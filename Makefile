@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all train train-best lint format clean
+.PHONY: help install browser test test-all train train-best serve lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -19,7 +19,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install cuneidet with its dependencies (quick when up to date)
+install: $(STAMP) browser ## create .venv and install cuneidet with its dependencies (quick when up to date)
+
+browser: ## Debian's chromium for the browser tests (apt; skipped with a reason where apt is not usable)
+	@test -x /usr/bin/chromium || bash scripts/install_chromium.sh
 
 test: install ## run the fast test suite
 	WANDB_MODE=disabled $(BIN)/python -m pytest -q
@@ -34,6 +37,9 @@ train-best: install ## the best CPU recipe: sign classifier (15 min), then the r
 	rm -rf outputs/recognition_cpu_classifier
 	$(BIN)/cuneidet-classify experiment=recognition_cpu_classifier
 	$(BIN)/cuneidet-train experiment=recognition_cpu $(ARGS)
+
+serve: install ## the web app on http://127.0.0.1:8000/ with the newest trained detector (ARGS: overrides)
+	$(BIN)/cuneidet-serve $(ARGS)
 
 lint: install ## ruff checks
 	$(BIN)/ruff check src tests scripts

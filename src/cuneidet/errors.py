@@ -23,3 +23,12 @@ class ConfigError(CuneidetError, ValueError):
 
 class ModelFileError(DataFormatError):
     """An exported model (ONNX graph or its JSON sidecar) is corrupt, foreign or mismatched."""
+
+
+class UploadRejectedError(CuneidetError):
+    """An uploaded file is refused: too large (``status_code`` 413), not a JPEG/PNG/TIFF by
+    content or not decodable (415)."""
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code

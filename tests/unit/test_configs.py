@@ -25,7 +25,7 @@ def _compose(name: str, overrides: list[str]):
 
 
 @pytest.mark.parametrize(
-    "name", ["train", "eval", "predict", "forge", "lines", "classify", "export"]
+    "name", ["train", "eval", "predict", "forge", "lines", "classify", "export", "serve"]
 )
 def test_primary_configs_compose(name):
     overrides = ["ckpt_path=x.ckpt"] if name in ("eval", "predict", "lines", "export") else []

@@ -160,14 +160,22 @@ def write_paper_csv(
     ``header=False`` gives exactly the reference files' layout; with a header the file is still
     read back by :func:`read_paper_csv`.
     """
+    text = paper_csv_text(df, label_map, header)
+    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+    log.info("wrote %d detections to %s", len(df), path)
+    return Path(path)
+
+
+def paper_csv_text(
+    df: pd.DataFrame, label_map: _LabelMapLike | None = None, header: bool = True
+) -> str:
+    """The text :func:`write_paper_csv` writes."""
     frame = to_paper_frame(df, label_map)
     _check_writable(frame)
     lines = [", ".join(frame.columns)] if header else []
     lines.extend(", ".join(row) for row in _formatted_rows(frame))
-    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
-        handle.write("".join(line + "\n" for line in lines))
-    log.info("wrote %d detections to %s", len(frame), path)
-    return Path(path)
+    return "".join(line + "\n" for line in lines)
 
 
 def read_paper_csv(path: str | Path) -> pd.DataFrame:
