@@ -12,23 +12,19 @@ from hydra.core.global_hydra import GlobalHydra
 
 from cuneidet.cli.serve import create_admin, serve_settings
 from cuneidet.config import config_dir
-from cuneidet.deploy.export import export_onnx
 from cuneidet.errors import ConfigError, DataNotFoundError
 from cuneidet.serve.app import create_app
 from cuneidet.serve.detection import resolve_model_file
 from cuneidet.serve.settings import ServeSettings
 from tests.serve_support import add_user, login, tablet_png, wait_for_job
-from tests.unit.test_deploy import _two_stage
-
-CLASSES = {c: {"name": f"SIGN{c}", "mzl": 100 + c, "glyph": "𒀸"} for c in range(1, 7)}
 
 
 @pytest.fixture(scope="module")
-def export(tmp_path_factory):
+def export(onnx_exports, tmp_path_factory):
+    """The session's tiny two-stage export, alone in a folder, as ``sign.*``."""
     folder = tmp_path_factory.mktemp("models")
-    export_onnx(
-        _two_stage(), folder / "sign.onnx", inference={"score_thresh": 0.01}, classes=CLASSES
-    )
+    for path in onnx_exports[0].glob("two.*"):
+        (folder / path.name.replace("two.", "sign.", 1)).write_bytes(path.read_bytes())
     return folder / "sign.onnx"
 
 
@@ -57,7 +53,7 @@ def test_the_app_detects_with_an_exported_recogniser(tmp_path, export):
         }
         login(client, "alice")
         assert [c["name"] for c in client.get("/api/classes").json()] == [
-            f"SIGN{c}" for c in range(1, 7)
+            f"sign_{c}" for c in range(1, 7)
         ]
         collection = client.post("/api/collections", json={"name": "x"}).json()["id"]
         files = {"files": ("t.png", tablet_png(400, 300), "image/png")}
@@ -67,7 +63,7 @@ def test_the_app_detects_with_an_exported_recogniser(tmp_path, export):
         assert done["status"] == "done", done
         signs = client.get(f"/api/photos/{photo['photos'][0]['id']}/signs").json()
         assert signs, "a random recogniser still names boxes"
-        assert all(1 <= len(s["topk"]) <= 5 and s["name"].startswith("SIGN") for s in signs)
+        assert all(1 <= len(s["topk"]) <= 5 and s["name"].startswith("sign_") for s in signs)
         assert all(s["score"] >= settings.min_score for s in signs)
 
 

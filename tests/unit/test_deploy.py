@@ -19,55 +19,18 @@ from cuneidet.deploy.runtime import (
 from cuneidet.deploy.sidecar import read_sidecar, sidecar_path
 from cuneidet.errors import ConfigError, DataNotFoundError, ModelFileError
 from cuneidet.inference.predict import detect_image
-from cuneidet.models.anchors import AnchorGenerator
-from cuneidet.models.classifier import SignClassifierNet
-from cuneidet.models.detector import SignDetector
-from cuneidet.models.efficientnet_lite import EfficientNetLiteFPN
-from cuneidet.models.heads import SSDHead
-from cuneidet.models.necks import PaperFPN
-from cuneidet.models.two_stage import TwoStageDetector
+from tests.tiny_models import one_stage_detector
 
 #: ONNX Runtime against PyTorch, float32: raw outputs and box coordinates (pixels)
 TOLERANCE = 1e-4
 BOX_TOLERANCE = 1e-2
 
 
-def _one_stage() -> SignDetector:
-    torch.manual_seed(0)
-    return SignDetector(
-        PaperFPN(out_channels=16),
-        SSDHead(num_convs=1, channels=16),
-        AnchorGenerator(sizes=(32, 64), aspect_ratios=(1, 2), scales=(1.0,)),
-        num_classes=6,
-    ).eval()
-
-
-def _two_stage() -> TwoStageDetector:
-    torch.manual_seed(0)
-    localiser = SignDetector(
-        EfficientNetLiteFPN(levels=[8, 16, 32], out_channels=16, pretrained=False),
-        SSDHead(num_convs=1, channels=16),
-        AnchorGenerator(sizes=[16, 32, 64], aspect_ratios=[1], scales=[1.0]),
-        num_classes=2,
-    )
-    with torch.no_grad():  # spread the random scores: no near-ties for the box cap and NMS
-        localiser.cls_head[-1].weight.mul_(30.0)
-    classifier = SignClassifierNet(num_classes=7, pretrained=False)
-    model = TwoStageDetector(
-        localiser, classifier, top_k=3, crop_size=32, loc_score_thresh=0.0, max_boxes=5000
-    ).eval()
-    model.sign_height = 64.0
-    return model
-
-
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("onnx")
-    one, two = _one_stage(), _two_stage()
-    classes = {c: {"name": f"SIGN{c}", "mzl": 100 + c, "glyph": ""} for c in range(1, 6)}
-    export_onnx(one, folder / "one.onnx", inference={"score_thresh": 0.2}, classes=classes)
-    export_onnx(two, folder / "two.onnx", inference={"score_thresh": 0.01})
-    return folder, one, two
+def exports(onnx_exports):
+    """(folder, one-stage detector, two-stage recogniser) with ``one.onnx`` and ``two.onnx``
+    exported once per session (``tests/conftest.py``)."""
+    return onnx_exports
 
 
 def _image(height: int = 150, width: int = 230) -> torch.Tensor:
@@ -217,7 +180,7 @@ def test_missing_or_foreign_sidecars_are_refused(exports, tmp_path):
 
 def test_export_refuses_other_models_and_names(tmp_path):
     with pytest.raises(ConfigError, match=r"must end in \.onnx"):
-        export_onnx(_one_stage(), tmp_path / "model.pt")
+        export_onnx(one_stage_detector(), tmp_path / "model.pt")
     with pytest.raises(ConfigError, match="cannot export a Linear"):
         export_onnx(torch.nn.Linear(2, 2), tmp_path / "model.onnx")  # type: ignore[arg-type]
     assert not list(tmp_path.iterdir())

@@ -106,11 +106,12 @@ class JobWorker:
     def claim(self) -> int | None:
         """Mark the oldest queued job running and return its id (None when the queue is empty)."""
         with self.sessions.begin() as db:
-            job_id = db.scalar(
-                select(Job.id).where(Job.status == "queued").order_by(Job.id).limit(1)
-            )
-            if job_id is None:
+            oldest = db.execute(
+                select(Job.id, Job.photo_id).where(Job.status == "queued").order_by(Job.id).limit(1)
+            ).first()
+            if oldest is None:
                 return None
+            job_id, photo_id = oldest
             claimed = db.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status == "queued")
@@ -123,11 +124,7 @@ class JobWorker:
             ).rowcount
             if claimed != 1:
                 return None  # another worker was faster
-            db.execute(
-                update(Photo)
-                .where(Photo.id == select(Job.photo_id).where(Job.id == job_id).scalar_subquery())
-                .values(status="running")
-            )
+            db.execute(update(Photo).where(Photo.id == photo_id).values(status="running"))
             return job_id
 
     def run(self, job_id: int) -> None:
