@@ -9,6 +9,7 @@ without a trained model.
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 from typing import Any
 
@@ -134,10 +135,10 @@ def tablet_png(width: int = 900, height: int = 700, seed: int = 0) -> bytes:
     return out.getvalue()
 
 
-def wait_for_job(client: TestClient, job_id: int, timeout: float = 60.0) -> dict:
-    import time
-
+def wait_for_job(client: Any, job_id: int, timeout: float = 60.0) -> dict:
+    """Poll ``/api/jobs/<id>`` with a test client or an ``httpx.Client`` until the job ends."""
     deadline = time.monotonic() + timeout
+    job: dict = {}
     while time.monotonic() < deadline:
         job = client.get(f"/api/jobs/{job_id}").json()
         if job["status"] in ("done", "failed"):

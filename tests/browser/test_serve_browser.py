@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw
 
 from cuneidet.serve.app import create_app
 from tests.fixtures_font import make_cuneiform_font
-from tests.serve_support import PASSWORD, add_user, grid_model, make_app, settings
+from tests.serve_support import PASSWORD, add_user, grid_model, make_app, settings, wait_for_job
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -94,17 +94,6 @@ def open_photo(page, base_url: str, photo_id: int) -> None:
     log_in(page, base_url)
     page.goto(f"{base_url}/#/photo/{photo_id}")
     expect(page.locator("rect.sign").first).to_be_attached()
-
-
-def wait_for_job(client: httpx.Client, job_id: int, timeout: float = 30.0) -> dict:
-    deadline = time.monotonic() + timeout
-    job: dict = {}
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if job["status"] in ("done", "failed"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish in {timeout} s: {job}")
 
 
 # --------------------------------------------------------------------------- fixtures

@@ -359,39 +359,36 @@ def test_jobs_queue_and_a_second_job_for_a_photo_is_refused(tmp_path):
         assert statuses == ["queued", "queued"]
 
 
-def test_a_server_restart_resumes_unfinished_jobs(tmp_path):
+def _interrupted_job(tmp_path, attempts: int) -> tuple[int, int]:
+    """A photo and its detection job left ``running`` after ``attempts`` tries, as a server
+    killed mid-job leaves them (its worker never ran)."""
     app = create_app(settings(tmp_path), loader=grid_model, start_worker=False)
     add_user(app, "alice")
     with TestClient(app) as client:
         login(client, "alice")
         photo = _photo(client)
-        job = client.post(f"/api/photos/{photo}/detect", json={}).json()
-    with app.state.cuneidet.sessions() as db:  # the job was running when the server died
-        row = db.get(Job, job["id"])
-        row.status, row.attempts, row.progress = "running", 1, 0.35
+        job = client.post(f"/api/photos/{photo}/detect", json={}).json()["id"]
+    with app.state.cuneidet.sessions() as db:
+        row = db.get(Job, job)
+        row.status, row.attempts, row.progress = "running", attempts, 0.35
         db.commit()
-    restarted = make_app(tmp_path)
-    with TestClient(restarted) as client:
+    return photo, job
+
+
+def test_a_server_restart_resumes_unfinished_jobs(tmp_path):
+    photo, job = _interrupted_job(tmp_path, attempts=1)
+    with TestClient(make_app(tmp_path)) as client:
         login(client, "alice")
-        finished = wait_for_job(client, job["id"])
+        finished = wait_for_job(client, job)
         assert finished["status"] == "done" and finished["attempts"] == 2
         assert client.get(f"/api/photos/{photo}").json()["sign_count"] > 0
 
 
 def test_a_job_interrupted_too_often_fails_with_its_reason(tmp_path):
-    app = create_app(settings(tmp_path), loader=grid_model, start_worker=False)
-    add_user(app, "alice")
-    with TestClient(app) as client:
-        login(client, "alice")
-        photo = _photo(client)
-        job = client.post(f"/api/photos/{photo}/detect", json={}).json()
-    with app.state.cuneidet.sessions() as db:
-        row = db.get(Job, job["id"])
-        row.status, row.attempts = "running", 3
-        db.commit()
+    _, job = _interrupted_job(tmp_path, attempts=3)
     with TestClient(make_app(tmp_path)) as client:
         login(client, "alice")
-        failed = client.get(f"/api/jobs/{job['id']}").json()
+        failed = client.get(f"/api/jobs/{job}").json()
         assert failed["status"] == "failed" and "interrupted 3 times" in failed["error"]
 
 

@@ -169,11 +169,8 @@ def export_collection(
     stem = f"collection_{collection.id}_{_safe(collection.name)}"
     classes = state.classes()
     settings = state.settings
-    if format == "csv":
-        return _download(exports.paper_csv(photos, classes, min_score), f"{stem}.csv", "text/csv")
-    if format == "coco":
-        body = exports.coco_json(photos, classes, min_score)
-        return _download(body, f"{stem}_coco.json", "application/json")
+    if format in ("csv", "coco"):
+        return _detections_download(format, photos, classes, min_score, stem)
     if format == "counts":
         rows = exports.class_counts(photos, classes, min_score)
         return _download(exports.counts_csv(rows), f"{stem}_counts.csv", "text/csv")
@@ -329,11 +326,8 @@ def export_photo(
     photo = owned_photo(db, user, photo_id)
     stem = exports.export_names([photo])[photo.id]
     classes = state.classes()
-    if format == "csv":
-        return _download(exports.paper_csv([photo], classes, min_score), f"{stem}.csv", "text/csv")
-    if format == "coco":
-        body = exports.coco_json([photo], classes, min_score)
-        return _download(body, f"{stem}_coco.json", "application/json")
+    if format in ("csv", "coco"):
+        return _detections_download(format, [photo], classes, min_score, stem)
     if format == "png":
         settings = state.settings
         body = exports.drawn_png(photo, settings.upload_dir, classes, min_score, settings.font_file)
@@ -393,6 +387,16 @@ def _download(body: bytes, filename: str, media_type: str) -> Response:
         media_type=media_type,
         headers={"Content-Disposition": f'attachment; filename="{_safe(filename)}"'},
     )
+
+
+def _detections_download(
+    format: str, photos: list[Photo], classes: exports.ClassTable, min_score: float, stem: str
+) -> Response:
+    """The signs of ``photos`` as the paper's CSV (``csv``) or COCO JSON (``coco``)."""
+    if format == "csv":
+        return _download(exports.paper_csv(photos, classes, min_score), f"{stem}.csv", "text/csv")
+    body = exports.coco_json(photos, classes, min_score)
+    return _download(body, f"{stem}_coco.json", "application/json")
 
 
 def _zip_download(state: Any, write: Any, filename: str) -> FileResponse:
