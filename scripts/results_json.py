@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="the run folder (holds summary.json)")
     parser.add_argument("out", type=Path, help="results/<name>.json")
     parser.add_argument("--note", default="", help="what the result is and what limited it")
+    parser.add_argument("--units", default=UNITS, help="what the figures measure")
     parser.add_argument("--extra", default="{}", help="JSON object merged into the record")
     args = parser.parse_args()
     summary = json.loads((args.run / "summary.json").read_text())
@@ -37,7 +38,7 @@ def main() -> None:
     record = {
         **summary,
         "run_dir": str(args.run),
-        "units": UNITS,
+        "units": args.units,
         "val_best": summary.get("val_best"),
         "notes": args.note,
     }

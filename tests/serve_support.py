@@ -20,6 +20,9 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
 from cuneidet.deploy.runtime import InferenceModel
+from cuneidet.models.classifier import SignClassifierNet
+from cuneidet.oracle.module import OracleClassifier
+from cuneidet.oracle.predict import OracleModel
 from cuneidet.serve.app import create_app
 from cuneidet.serve.db import User
 from cuneidet.serve.detection import LoadedModel, SignClass
@@ -48,6 +51,12 @@ class GridDetector:
 
     sign_height = 128.0
     num_classes = NUM_CLASSES
+    crop_size = 64
+    context = 1.3
+
+    def __init__(self) -> None:
+        torch.manual_seed(1)  # an untrained sign classifier: the draw page's cuneiform mode
+        self.classifier = SignClassifierNet(NUM_CLASSES, variant="lite0", pretrained=False).eval()
 
     def detect(self, images: torch.Tensor, score_thresh: float = 0.0, **_: Any) -> list[dict]:
         results = []
@@ -87,6 +96,18 @@ def grid_model() -> LoadedModel:
     return LoadedModel(model, Path("grid.onnx"), "two_stage", dict(CLASSES))
 
 
+#: the stand-in oracle model's characters
+ORACLE_CHARSET = list("人大天王日月木水火土山田")
+
+
+def tiny_oracle() -> OracleModel:
+    """An untrained oracle-bone classifier over :data:`ORACLE_CHARSET` (well-formed rankings)."""
+    torch.manual_seed(0)
+    net = SignClassifierNet(num_classes=len(ORACLE_CHARSET), variant="lite0", pretrained=False)
+    module = OracleClassifier(net, optimizer=torch.optim.AdamW).eval()
+    return OracleModel(module, list(ORACLE_CHARSET), 64, Path("tiny_oracle.ckpt"))
+
+
 def settings(tmp_path: Path, **overrides: Any) -> ServeSettings:
     values: dict[str, Any] = {
         "data_dir": tmp_path / "serve",
@@ -99,8 +120,10 @@ def settings(tmp_path: Path, **overrides: Any) -> ServeSettings:
     return ServeSettings(**values)
 
 
-def make_app(tmp_path: Path, loader: Any = grid_model, **overrides: Any) -> FastAPI:
-    return create_app(settings(tmp_path, **overrides), loader=loader)
+def make_app(
+    tmp_path: Path, loader: Any = grid_model, oracle_loader: Any = tiny_oracle, **overrides: Any
+) -> FastAPI:
+    return create_app(settings(tmp_path, **overrides), loader=loader, oracle_loader=oracle_loader)
 
 
 def add_user(app: FastAPI, username: str, admin: bool = False, password: str = PASSWORD) -> int:

@@ -96,6 +96,87 @@ def open_photo(page, base_url: str, photo_id: int) -> None:
     expect(page.locator("rect.sign").first).to_be_attached()
 
 
+def draw_strokes(page, strokes: list[list[tuple[float, float]]]) -> None:
+    """Draw on ``#draw-canvas`` with the mouse; points are fractions (0…1) of the canvas."""
+    area = page.locator("#draw-canvas").bounding_box()
+    assert area is not None
+
+    def at(point: tuple[float, float]) -> tuple[float, float]:
+        return area["x"] + point[0] * area["width"], area["y"] + point[1] * area["height"]
+
+    for stroke in strokes:
+        page.mouse.move(*at(stroke[0]))
+        page.mouse.down()
+        for point in stroke[1:]:
+            page.mouse.move(*at(point), steps=8)
+        page.mouse.up()
+
+
+#: a box with a cross in it: five strokes
+BOX_WITH_CROSS = [
+    [(0.2, 0.2), (0.8, 0.2), (0.8, 0.8), (0.2, 0.8), (0.2, 0.2)],
+    [(0.5, 0.25), (0.5, 0.75)],
+    [(0.25, 0.5), (0.75, 0.5)],
+    [(0.3, 0.3), (0.7, 0.7)],
+    [(0.7, 0.3), (0.3, 0.7)],
+]
+
+
+def ink_pixels(page) -> int:
+    """The dark pixels of ``#draw-canvas`` (its backing store)."""
+    return page.locator("#draw-canvas").evaluate(
+        """async canvas => {
+            await new Promise((resolve) => requestAnimationFrame(resolve));  // a pending redraw
+            const { width, height } = canvas;
+            const data = canvas.getContext('2d').getImageData(0, 0, width, height).data;
+            let dark = 0;
+            for (let i = 0; i < data.length; i += 4) if (data[i] < 128) dark += 1;
+            return dark;
+        }"""
+    )
+
+
+def draw_modes(api: httpx.Client, timeout: float = 30.0) -> dict[str, dict]:
+    """``GET /api/draw/modes`` by mode, once no model is still loading (not ready, no error)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        modes = {m["mode"]: m for m in api.get("/api/draw/modes").json()}
+        if all(m["ready"] or m["error"] for m in modes.values()) or time.monotonic() > deadline:
+            return modes
+        time.sleep(0.2)
+
+
+def best_colour(probability: float) -> str:
+    """The colour of the best candidate: green above 0.5, red below 0.0001, else yellow."""
+    if probability > 0.5:
+        return "green"
+    return "red" if probability < 0.0001 else "yellow"
+
+
+def check_draw_results(page, expected_rows: int) -> list[float]:
+    """The shown ranking: ranks 1…n, probabilities falling, the best row coloured by the rule."""
+    rows = page.locator("#draw-results tr.draw-result")
+    expect(rows).to_have_count(expected_rows)
+    ranks = rows.locator("td.draw-rank").all_text_contents()
+    assert ranks == [str(rank) for rank in range(1, expected_rows + 1)]
+    cells = rows.locator("td.draw-probability")
+    probabilities = [float(p) for p in cells.evaluate_all("cells => cells.map(c => c.title)")]
+    assert all(0 <= p <= 1 for p in probabilities), probabilities
+    assert probabilities == sorted(probabilities, reverse=True), probabilities
+    for text in cells.all_text_contents():
+        assert re.fullmatch(r"(> )?\d+(\.\d+)?(e-\d+)? %", text), text
+    colour = best_colour(probabilities[0])
+    expect(rows.first).to_have_class(re.compile(rf"(^|\s)best best-{colour}(\s|$)"))
+    expect(page.locator("#draw-results tr.best")).to_have_count(1)
+    expect(rows.first.locator("td.draw-sign")).not_to_be_empty()
+    expect(page.locator("#draw-input")).to_have_attribute(
+        "src", re.compile(r"^data:image/png;base64,.")
+    )
+    shown = page.locator("#draw-input")
+    assert shown.evaluate("img => img.decode().then(() => img.naturalWidth)") > 0
+    return probabilities
+
+
 # --------------------------------------------------------------------------- fixtures
 
 
@@ -457,6 +538,79 @@ def test_admin_creates_and_disables_a_user(page, base_url: str) -> None:
     screenshot(page, "07_admin")
     row.locator("button.user-toggle").click()
     expect(row.locator("button.user-toggle")).to_have_text("Disable")
+
+
+def test_draw_a_sign_and_recognise_it(page, base_url: str, api: httpx.Client) -> None:
+    modes = draw_modes(api)
+    assert set(modes) == {"oracle", "cuneiform"}
+    assert modes["oracle"]["ready"], modes["oracle"]
+    log_in(page, base_url)
+    page.click("#nav-draw")
+    expect(page.locator("#nav-draw")).to_have_attribute("aria-current", "page")
+    expect(page.locator("#draw-canvas")).to_be_visible()
+    expect(page.locator("#draw-mode-oracle")).to_be_checked()
+    expect(page.locator('label.draw-mode[data-mode="oracle"]')).to_contain_text(
+        modes["oracle"]["description"]
+    )
+    expect(page.locator("#draw-undo")).to_be_disabled()
+    assert ink_pixels(page) == 0
+
+    # the page's number formats and the colour rule, on their edges
+    formats = page.evaluate(
+        """async () => {
+            const { fmtPercent } = await import('/static/js/format.js');
+            const { bestColour } = await import('/static/js/views/draw.js');
+            return [[0.998, 0.03456, 0.00012, 2e-7, 0.9999999, 1].map(fmtPercent),
+                    [0.5000001, 0.5, 0.0001, 0.0000999].map(bestColour)];
+        }"""
+    )
+    assert formats == [
+        ["99.8 %", "3.5 %", "0.012 %", "2.0e-5 %", "> 99.9 %", "100.0 %"],
+        ["green", "yellow", "yellow", "red"],
+    ]
+
+    draw_strokes(page, BOX_WITH_CROSS)
+    expect(page.locator("#draw-undo")).to_be_enabled()
+    full = ink_pixels(page)
+    assert full > 1000
+    page.keyboard.press("Control+z")  # the last diagonal goes
+    assert 0 < ink_pixels(page) < full
+    draw_strokes(page, BOX_WITH_CROSS[-1:])
+    assert ink_pixels(page) == full  # the strokes are drawn again from their points
+
+    with page.expect_response("**/api/draw/oracle") as answer:
+        page.click("#draw-run")
+    assert answer.value.status == 200, answer.value.text()
+    check_draw_results(page, 10)
+    expect(page.locator("#message")).to_be_hidden()
+    screenshot(page, "08_draw_oracle")
+
+    page.click("#draw-clear")
+    expect(page.locator("#draw-undo")).to_be_disabled()
+    assert ink_pixels(page) == 0
+    with page.expect_response("**/api/draw/oracle") as answer:
+        page.click("#draw-run")
+    assert answer.value.status == 400
+    expect(page.locator("#message")).to_contain_text(
+        re.compile("draw a character first", re.IGNORECASE)
+    )
+    expect(page.locator("#draw-result")).to_be_hidden()
+
+    cuneiform = modes["cuneiform"]
+    if not cuneiform["ready"]:
+        expect(page.locator("#draw-mode-cuneiform")).to_be_disabled()
+        error = page.locator('label.draw-mode[data-mode="cuneiform"] .draw-mode-error')
+        expect(error).to_have_text(cuneiform["error"])
+        return
+    page.check("#draw-mode-cuneiform")
+    draw_strokes(page, BOX_WITH_CROSS[:3])
+    with page.expect_response("**/api/draw/cuneiform") as answer:
+        page.click("#draw-run")
+    assert answer.value.status == 200, answer.value.text()
+    expect(page.locator("#message")).to_be_hidden()
+    check_draw_results(page, min(10, cuneiform["classes"]))
+    expect(page.locator("#draw-results td.draw-mzl").first).not_to_be_empty()
+    screenshot(page, "09_draw_cuneiform")
 
 
 def test_expired_session_returns_to_login(page, base_url: str) -> None:

@@ -245,3 +245,12 @@ def test_make_train_is_one_joint_run_from_the_imagenet_weights():
     makefile = (CONFIGS.parent / "Makefile").read_text()
     recipe = makefile[makefile.index("\ntrain:") :].split("\n\n")[0]
     assert recipe.count("$(BIN)/cuneidet-") == 1 and "experiment=make_train $(ARGS)" in recipe
+
+
+def test_the_oracle_bone_experiment_composes_and_builds():
+    cfg = _compose("train", ["experiment=oracle_bone", "model.net.pretrained=false"])
+    assert cfg.data._target_.endswith("JiaguwenDataModule") and cfg.optimized_metric == "val/top1"
+    module = instantiate(cfg.model)
+    assert type(module).__name__ == "OracleClassifier" and module.num_classes == 793
+    serve = _compose("serve", [])
+    assert serve.serve.oracle_ckpt.endswith("oracle_bone/checkpoints/best.ckpt")

@@ -111,7 +111,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "command": command_line(),
         "git_commit": git_commit(),
         **module.data_summary(cfg.data),
-        "image_source": cfg.data.image_source,
+        "image_source": cfg.data.get("image_source"),
         "init_from": cfg.get("init_from"),
         "init_backbone_from": cfg.get("init_backbone_from"),
         "init_classifier_from": cfg.get("init_classifier_from"),

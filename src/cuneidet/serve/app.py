@@ -33,6 +33,8 @@ from cuneidet.serve.detection import (
 from cuneidet.serve.jobs import Detect, JobWorker
 from cuneidet.serve.routes_auth import router as auth_router
 from cuneidet.serve.routes_data import router as data_router
+from cuneidet.serve.routes_draw import load_oracle
+from cuneidet.serve.routes_draw import router as draw_router
 from cuneidet.serve.security import LoginLimiter
 from cuneidet.serve.settings import ServeSettings
 
@@ -58,10 +60,12 @@ def create_app(
     settings: ServeSettings,
     loader: Callable[[], LoadedModel] | None = None,
     detect: Detect = detect_photo,
+    oracle_loader: Callable[[], Any] | None = None,
     start_worker: bool = True,
 ) -> FastAPI:
     """The app on ``settings.data_dir``; ``loader`` loads the detector (default: the model
-    :func:`resolve_model_file` chooses), ``detect`` runs one photo (tests pass their own)."""
+    :func:`resolve_model_file` chooses), ``detect`` runs one photo, ``oracle_loader`` loads the
+    oracle-bone classifier (default: ``settings.oracle_ckpt``); tests pass their own."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     sessions = open_database(settings.database)
     models = ModelHolder(loader or (lambda: load_model(resolve_model_file(settings), settings)))
@@ -71,6 +75,7 @@ def create_app(
         models=models,
         worker=JobWorker(sessions, settings, models, detect),
         limiter=LoginLimiter(settings.login_attempts, settings.login_window_s),
+        oracle=ModelHolder(oracle_loader or (lambda: load_oracle(settings)), "the oracle model"),
     )
     with sessions() as db:
         if not db.scalar(select(func.count()).select_from(User)):
@@ -86,6 +91,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         models.start_loading()
+        state.oracle.start_loading()
         if start_worker:
             state.worker.start()
         try:
@@ -104,6 +110,7 @@ def create_app(
     app.state.cuneidet = state
     app.include_router(auth_router)
     app.include_router(data_router)
+    app.include_router(draw_router)
     _add_error_handlers(app)
     _add_pages(app, settings)
     app.add_middleware(SecurityHeaders)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy import select
@@ -36,6 +36,7 @@ class AppState:
     models: ModelHolder
     worker: JobWorker
     limiter: LoginLimiter
+    oracle: ModelHolder[Any]
     setup_token: str | None = field(default=None, repr=False)
 
     def classes(self) -> ClassTable:

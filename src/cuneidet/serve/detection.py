@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,7 @@ LINE_SCORE = 0.3
 TOPK_SCORE = 1e-4
 
 Progress = Callable[[float, str], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -180,17 +181,19 @@ def _csdd_classes(num_classes: int) -> dict[int, dict[str, Any]] | None:
     }
 
 
-class ModelHolder:
-    """Loads the detector once (in the background at start) and remembers why it failed."""
+class ModelHolder(Generic[T]):
+    """Loads a model once (in the background at start) and remembers why it failed; ``what``
+    names it in messages."""
 
-    def __init__(self, loader: Callable[[], LoadedModel]) -> None:
+    def __init__(self, loader: Callable[[], T], what: str = "the detector") -> None:
         self._loader = loader
+        self.what = what
         self._lock = threading.Lock()
-        self._loaded: LoadedModel | None = None
+        self._loaded: T | None = None
         self.error: str | None = None
         self.loading = False
 
-    def get(self) -> LoadedModel:
+    def get(self) -> T:
         """The model; raises :class:`ConfigError` with the load error when it cannot load."""
         with self._lock:
             if self._loaded is None:
@@ -199,7 +202,7 @@ class ModelHolder:
                     self._loaded = self._loader()
                     self.error = None
                 except (CuneidetError, OSError, RuntimeError) as error:
-                    self.error = f"the detector failed to load: {error}"
+                    self.error = f"{self.what} failed to load: {error}"
                     log.error("%s", self.error)
                     raise ConfigError(self.error) from error
                 finally:
@@ -207,7 +210,7 @@ class ModelHolder:
             return self._loaded
 
     @property
-    def loaded(self) -> LoadedModel | None:
+    def loaded(self) -> T | None:
         return self._loaded
 
     def start_loading(self) -> None:

@@ -17,7 +17,8 @@ class ServeSettings:
     ``data_dir`` holds the SQLite database, the uploaded photos and the model cache;
     ``model_file`` is an exported ONNX model (``cuneidet-export``), ``ckpt_path`` a checkpoint
     exported into the model cache at start; with neither, the newest export or sign-detector
-    checkpoint under ``search_dir`` is used. ``font_file`` is served as the cuneiform web font.
+    checkpoint under ``search_dir`` is used. ``font_file`` is served as the cuneiform web font;
+    ``oracle_ckpt`` is the oracle-bone classifier of the draw page.
     """
 
     data_dir: Path
@@ -27,6 +28,7 @@ class ServeSettings:
     ckpt_path: Path | None = None
     search_dir: Path | None = None
     font_file: Path | None = None
+    oracle_ckpt: Path | None = None
     threads: int = 2
     workers: int = 1
     max_upload_bytes: int = 200 * 1024 * 1024
@@ -85,7 +87,7 @@ class ServeSettings:
             raise ConfigError(f"unknown serve setting(s) {unknown}; known: {sorted(known)}")
         if values.get("data_dir") in (None, ""):
             raise ConfigError("serve.data_dir is required (the folder of the database and photos)")
-        paths = ("data_dir", "model_file", "ckpt_path", "search_dir", "font_file")
+        paths = ("data_dir", "model_file", "ckpt_path", "search_dir", "font_file", "oracle_ckpt")
         converted = {
             key: (Path(value) if key in paths and value not in (None, "") else value)
             for key, value in values.items()

@@ -12,6 +12,7 @@ refused or interrupted upload leaves nothing.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import unicodedata
@@ -135,13 +136,46 @@ def _copy_limited(stream: BinaryIO, target: Path, max_bytes: int, shown: str) ->
 
 def _sniff(path: Path, shown: str) -> str:
     with path.open("rb") as handle:
-        head = handle.read(16)
+        return sniff_format(handle.read(16), shown)
+
+
+def sniff_format(head: bytes, shown: str) -> str:
+    """JPEG, PNG or TIFF from a file's first bytes; anything else is refused (415)."""
     for magic, fmt in MAGIC:
         if head.startswith(magic):
             return fmt
     raise UploadRejectedError(
         f"{shown}: not a JPEG, PNG or TIFF image (judged by its content, not its name)", 415
     )
+
+
+def read_small_image(
+    stream: BinaryIO, name: str | None, max_bytes: int, max_pixels: int
+) -> np.ndarray:
+    """An RGBA array of a small uploaded image held in memory (a drawing), with the same checks
+    as :func:`store_upload`: size, content type, pixels before decoding, complete decode."""
+    shown = display_name(name)
+    body = stream.read(max_bytes + 1)
+    if len(body) > max_bytes:
+        raise UploadRejectedError(f"{shown}: larger than {max_bytes / 2**20:.0f} MiB", 413)
+    if not body:
+        raise UploadRejectedError(f"{shown}: the file is empty", 415)
+    fmt = sniff_format(body[:16], shown)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(body)) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise _too_many_pixels(shown, width, height, max_pixels)
+                image.load()
+                return np.asarray(image.convert("RGBA"))
+    except Image.DecompressionBombError as error:
+        raise UploadRejectedError(
+            f"{shown}: refused as a decompression bomb ({error})", 413
+        ) from error
+    except (OSError, ValueError, SyntaxError) as error:
+        raise UploadRejectedError(f"{shown}: truncated or corrupt {fmt} ({error})", 415) from error
 
 
 def _check_image(path: Path, fmt: str, shown: str, max_pixels: int) -> tuple[int, int]:

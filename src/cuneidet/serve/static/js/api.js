@@ -78,14 +78,15 @@ export function errorFrom(status, statusText, bodyText, retryAfter) {
 }
 
 /**
- * A JSON request. Unsafe methods carry the CSRF token. A 401 on a logged-in page means the
+ * A JSON request (a FormData body goes as multipart). Unsafe methods carry the CSRF token. A 401 on a logged-in page means the
  * session expired: back to the login form (pass {expire: false} where a 401 is an answer).
  */
 export async function api(method, path, body, { expire = true } = {}) {
   const headers = { Accept: 'application/json' };
   const init = { method, headers, credentials: 'same-origin' };
   if (method !== 'GET' && state.csrf) headers['X-CSRF-Token'] = state.csrf;
-  if (body !== undefined) {
+  if (body instanceof FormData) init.body = body; // multipart: the browser sets its boundary
+  else if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }

@@ -1,4 +1,4 @@
-/* Formatting of numbers, sizes, dates and counts for the page, and the colour hue of a class. */
+/* Formatting of numbers, percentages, sizes, dates and counts for the page, and the colour hue of a class. */
 
 export const enc = encodeURIComponent;
 export const fmtScore = (x) => (typeof x === 'number' ? x.toFixed(2) : '–');
@@ -14,6 +14,21 @@ export function fmtBytes(n) {
 export function fmtDate(text) {
   const date = new Date(text);
   return Number.isNaN(date.getTime()) ? String(text || '') : date.toLocaleDateString();
+}
+
+/**
+ * A probability as a percentage with sensible precision: 99.8 %, 3.4 %, 0.012 %, 2.0e-5 %
+ * (never "100.0 %" for a probability below 1).
+ */
+export function fmtPercent(p) {
+  if (typeof p !== 'number' || !Number.isFinite(p)) return '–';
+  const pct = p * 100;
+  if (pct <= 0) return '0 %';
+  if (pct >= 1) {
+    const text = pct.toFixed(1);
+    return text === '100.0' && p < 1 ? '> 99.9 %' : `${text} %`;
+  }
+  return pct >= 0.001 ? `${pct.toPrecision(2)} %` : `${pct.toExponential(1)} %`;
 }
 
 export const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;

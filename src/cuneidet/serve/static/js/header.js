@@ -11,7 +11,7 @@ export function updateHeader(route) {
   $('nav-admin').hidden = !(user && user.is_admin);
   $('logout-button').hidden = !user;
   $('current-user').textContent = user ? `${user.username}${user.is_admin ? ' (admin)' : ''}` : '';
-  for (const [id, names] of [['nav-collections', ['collections', 'collection', 'photo']], ['nav-admin', ['admin']]]) {
+  for (const [id, names] of [['nav-collections', ['collections', 'collection', 'photo']], ['nav-draw', ['draw']], ['nav-admin', ['admin']]]) {
     if (names.includes(route.name)) $(id).setAttribute('aria-current', 'page');
     else $(id).removeAttribute('aria-current');
   }

@@ -1,7 +1,7 @@
 /*
  * cuneidet web page: plain JavaScript (ES2020 modules, no build step) over the JSON API
  * described in docs/serve-api.md. Hash routes: #/setup, #/login, #/collections,
- * #/collection/<id>, #/photo/<id>, #/admin.
+ * #/collection/<id>, #/photo/<id>, #/draw, #/admin.
  *
  * Every string that comes from the server or the user goes into the page through textContent
  * or createElement (the helpers h() and svg() in dom.js), never through innerHTML.
@@ -10,13 +10,13 @@
  * helpers; format.js number / date / colour formatting; api.js requests, errors and the
  * message area; session.js login, logout, expired session; jobs.js the detection job poller
  * and header indicator; header.js the header; router.js hash routes; classes.js the
- * detector's classes; viewer.js the photo viewer (SVG zoom / pan / draw / boxes); views/*.js
- * one module per page (auth: setup and login, collections, admin, collection, photo with its
- * sign panels in photo-signs.js).
+ * detector's classes; viewer.js the photo viewer (SVG zoom / pan / draw / boxes); sketch.js the
+ * drawing pad of the Draw page; views/*.js one module per page (auth: setup and login,
+ * collections, admin, collection, photo with its sign panels in photo-signs.js, draw).
  *
  * Stable element ids (for browser tests and scripts):
  *   everywhere   message (role=alert; text in message-text, button message-close), topbar, brand,
- *                nav (nav-collections, nav-admin), jobs-indicator, model-status, current-user,
+ *                nav (nav-collections, nav-draw, nav-admin), jobs-indicator, model-status, current-user,
  *                logout-button, view (the current view's container)
  *   setup        setup-token, setup-username, setup-password, setup-submit
  *   login        login-username, login-password, login-submit
@@ -40,10 +40,19 @@
  *                sign-hint, sign-panel, sign-summary, topk-table, delete-sign, class-input,
  *                change-class, class-list (the datalist of all classes), draw-panel,
  *                draw-size, draw-class-input, draw-save, draw-cancel
+ *   draw         draw-canvas, draw-width, draw-width-value, draw-undo, draw-clear, draw-mode (the
+ *                fieldset of radios draw-mode-oracle, draw-mode-cuneiform; label.draw-mode
+ *                [data-mode] with .draw-mode-description, .draw-mode-error when not ready),
+ *                draw-run, draw-hint, draw-result (the result card), draw-input (img: what the
+ *                model saw), draw-results (rows tr.draw-result[data-rank][data-label] with
+ *                .draw-rank, .draw-sign, .draw-name, .draw-mzl (cuneiform), .draw-probability;
+ *                the rank-1 row also has class best and best-green (p > 0.5), best-red
+ *                (p < 0.0001) or best-yellow)
  *   boxes        rect.sign[data-id] (rect.sign.selected is the chosen one, rect.sign.user a
  *                drawn one), text.sign-label[data-id]
  * Keys on the photo page: n / p next / previous sign, Delete deletes the chosen one, Esc closes
- * the panel or leaves draw mode, + / - / 0 zoom in / out / fit.
+ * the panel or leaves draw mode, + / - / 0 zoom in / out / fit. On the Draw page Ctrl+Z undoes
+ * the last stroke.
  */
 
 import { api, clearMessage, onSessionExpired, report } from './api.js';
@@ -56,6 +65,7 @@ import { viewAdmin } from './views/admin.js';
 import { viewLogin, viewSetup } from './views/auth.js';
 import { viewCollection } from './views/collection.js';
 import { viewCollections } from './views/collections.js';
+import { viewDraw } from './views/draw.js';
 import { viewPhoto } from './views/photo.js';
 
 setViews({
@@ -64,6 +74,7 @@ setViews({
   collections: viewCollections,
   collection: viewCollection,
   photo: viewPhoto,
+  draw: viewDraw,
   admin: viewAdmin,
 });
 onSessionExpired(sessionExpired);

@@ -1,5 +1,5 @@
 /*
- * Hash routes (#/setup, #/login, #/collections, #/collection/<id>, #/photo/<id>, #/admin):
+ * Hash routes (#/setup, #/login, #/collections, #/collection/<id>, #/photo/<id>, #/draw, #/admin):
  * which view a route shows, the redirects of a logged-out page, and the switch from one view
  * to the next. The views are registered by main.js (setViews), so that they can import go().
  */
