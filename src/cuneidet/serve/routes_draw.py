@@ -24,9 +24,9 @@ MAX_DRAWING_BYTES = 2 * 1024 * 1024
 MAX_DRAWING_PIXELS = 4_000_000
 TOP = 10
 DESCRIPTIONS = {
-    "oracle": "Oracle-bone character → the ten most likely modern Chinese characters "
+    "oracle": "Oracle-bone character → the most likely modern Chinese characters "
     "(JiaGuWen classifier, probabilities calibrated on held-out images)",
-    "cuneiform": "Cuneiform sign → the ten most likely MZL signs (the recogniser's sign "
+    "cuneiform": "Cuneiform sign → the most likely MZL signs (the recogniser's sign "
     "classifier, which learned from photographs: drawn strokes are far from impressed wedges)",
 }
 
@@ -50,25 +50,28 @@ def _cuneiform_classifier(state: AppState) -> Any:
         raise HTTPException(
             503,
             "cuneiform drawings need a two-stage recogniser (its sign classifier); the "
-            f"loaded model {loaded.path.name} is a one-stage detector",
+            f"loaded model {loaded.path.name} has none",
         )
     return detector
 
 
 def _mode_status(state: AppState, mode: str) -> dict[str, Any]:
-    if mode == "oracle":
-        model = state.oracle.loaded
-        ready, error = model is not None, state.oracle.error
-        classes = len(model.charset) if model is not None else 0
-    else:
+    """Whether ``mode`` can rank now; ``loading`` while its model is still being loaded."""
+    holder = state.oracle if mode == "oracle" else state.models
+    loading = holder.loaded is None and holder.error is None
+    ready, error, classes = False, holder.error, 0
+    if mode == "oracle" and state.oracle.loaded is not None:
+        ready, classes = True, len(state.oracle.loaded.charset)
+    elif mode == "cuneiform" and not loading:
         try:
-            detector = _cuneiform_classifier(state)
-            ready, error, classes = True, None, int(detector.classifier.num_classes) - 1
+            classes = int(_cuneiform_classifier(state).classifier.num_classes) - 1
+            ready = True
         except HTTPException as refusal:
-            ready, error, classes = False, str(refusal.detail), 0
+            error = str(refusal.detail)
     return {
         "mode": mode,
         "ready": ready,
+        "loading": loading,
         "error": error,
         "classes": classes,
         "description": DESCRIPTIONS[mode],

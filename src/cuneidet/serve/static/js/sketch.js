@@ -102,10 +102,10 @@ export function createSketch({ id, size, width, onChange = () => {} }) {
 
   /** A pointer event's position in the canvas's own CSS px (0…size), whatever its shown size. */
   function pointOf(event) {
-    const box = canvas.getBoundingClientRect();
+    const box = canvas.getBoundingClientRect(); // with the border: clientLeft / clientTop
     return {
-      x: ((event.clientX - box.left) * size) / (box.width || size),
-      y: ((event.clientY - box.top) * size) / (box.height || size),
+      x: ((event.clientX - box.left - canvas.clientLeft) * size) / (canvas.clientWidth || size),
+      y: ((event.clientY - box.top - canvas.clientTop) * size) / (canvas.clientHeight || size),
       p: event.pressure > 0 ? event.pressure : 0.5,
     };
   }

@@ -7,7 +7,7 @@
 
 import { api, clearMessage, report } from '../api.js';
 import { glyphSpan, h, table } from '../dom.js';
-import { enc, fmtMzl, fmtPercent, plural } from '../format.js';
+import { enc, fmtMzl, fmtPercent } from '../format.js';
 import { createSketch } from '../sketch.js';
 
 const SIZE = 320;
@@ -57,8 +57,8 @@ export async function viewDraw(root) {
   let modeTimer = null;
   let modeTries = 0;
   let destroyed = false;
-  /** A mode that is not ready and has no error is still loading: asked again every few seconds. */
-  const stillLoading = (m) => !m.ready && !m.error;
+  /** A mode whose model is still loading (the server says so) is asked again every few seconds. */
+  const stillLoading = (m) => !m.ready && (m.loading ?? !m.error);
 
   function chosenMode() {
     const input = modeBox.querySelector('input[name="draw-mode"]:checked');
@@ -74,7 +74,7 @@ export async function viewDraw(root) {
         updateRun();
       },
     });
-    const about = [m.description, m.ready && m.classes ? plural(m.classes, 'class') : null].filter(Boolean).join(' · ');
+    const about = [m.description, m.ready && m.classes ? `${m.classes} ${m.classes === 1 ? 'class' : 'classes'}` : null].filter(Boolean).join(' · ');
     const why = stillLoading(m)
       ? h('small', { class: 'muted draw-mode-error', text: 'the model is still loading…' })
       : h('small', { class: 'error-text draw-mode-error', text: m.error });
