@@ -257,6 +257,8 @@ def test_another_pipeline_reuses_a_matching_line_stage(pipeline_run, tmp_path):
         lines_stage(make_context(other))
 
 
+# slow: trains a recogniser and exports it to ONNX (about 50 s)
+@pytest.mark.slow
 def test_a_trained_recogniser_starts_the_loop_as_detector_0(pipeline_run, tmp_path):
     """pipeline.start_from: the two-stage recogniser is detector 0 (no hypotheses, no training
     at iteration 0); iteration 1 aligns its detections and fine-tunes all of its weights."""

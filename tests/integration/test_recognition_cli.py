@@ -117,6 +117,9 @@ def test_eval_and_predict_use_the_checkpoint_working_scale(two_stage, tmp_path):
     assert summary["photos"] == 1
 
 
+# slow: exports a full-size recogniser (about 50 s); tests/unit/test_deploy.py and
+# tests/integration/test_serve_model.py cover export and ONNX Runtime on tiny models by default
+@pytest.mark.slow
 def test_export_then_predict_in_onnx_runtime_gives_the_pytorch_boxes(two_stage, tmp_path):
     """cuneidet-export → cuneidet-predict runtime=onnx runs like runtime=torch, and scale=auto
     records its scale or counts a skip. (The barely trained localiser scores every anchor within

@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
+from cuneidet.classify.module import SignClassifier
 from cuneidet.models.classifier import SignClassifierNet
-from cuneidet.models.module import optimizers
 from cuneidet.utils.io import write_json
 
 matplotlib.use("Agg")
@@ -82,8 +81,9 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float(log_t.exp().clamp(0.05, 20.0))
 
 
-class OracleClassifier(pl.LightningModule):
-    """Cross-entropy (label smoothing) on augmented glyphs; selection on ``val/top1``."""
+class OracleClassifier(SignClassifier):
+    """The sign classifier's training (cross-entropy with label smoothing on augmented
+    glyphs) with its own evaluation: top-k, calibration, selection on ``val/top1``."""
 
     def __init__(
         self,
@@ -92,21 +92,11 @@ class OracleClassifier(pl.LightningModule):
         scheduler: Callable[..., Any] | None = None,
         label_smoothing: float = 0.1,
     ) -> None:
-        super().__init__()
-        self.net = net
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
-        self.label_smoothing = label_smoothing
+        super().__init__(net, optimizer, scheduler, label_smoothing)
         self.register_buffer("temperature", torch.ones(()))
         self.charset: list[str] = []
         self.input_size = 64
-        self.model_config: dict[str, Any] | None = None
-        self.test_result: dict[str, Any] = {}
-        self._outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
-
-    @property
-    def num_classes(self) -> int:
-        return self.net.num_classes
+        self._outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}  # type: ignore[assignment]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Calibrated class probabilities ``[N, num_classes]``."""
@@ -118,17 +108,7 @@ class OracleClassifier(pl.LightningModule):
             self.charset = list(datamodule.classes)
             self.input_size = int(datamodule.hparams.input_size)
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits = self.net(batch["images"])
-        loss = F.cross_entropy(logits, batch["labels"], label_smoothing=self.label_smoothing)
-        size = len(batch["labels"])
-        self.log("train/loss", loss, prog_bar=True, batch_size=size)
-        self.log("train/acc", (logits.argmax(1) == batch["labels"]).float().mean(), batch_size=size)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss at step {self.global_step}; lower the lr")
-        return loss
-
-    def _collect(self, batch: dict[str, torch.Tensor], index: int) -> None:
+    def _keep_logits(self, batch: dict[str, torch.Tensor], index: int) -> None:
         logits = self.net(batch["images"]).detach().cpu()
         self._outputs.setdefault(index, []).append((logits, batch["labels"].cpu()))
 
@@ -140,7 +120,7 @@ class OracleClassifier(pl.LightningModule):
         self._outputs = {}
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._collect(batch, 0)
+        self._keep_logits(batch, 0)
 
     def on_validation_epoch_end(self) -> None:
         if not self._outputs:
@@ -161,7 +141,7 @@ class OracleClassifier(pl.LightningModule):
     def test_step(
         self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
     ) -> None:
-        self._collect(batch, dataloader_idx)
+        self._keep_logits(batch, dataloader_idx)
 
     def on_test_epoch_end(self) -> None:
         logits, labels = self._gathered(0)
@@ -190,13 +170,7 @@ class OracleClassifier(pl.LightningModule):
                 self.log(f"test/{key}", result[key])
         self.test_result = result
 
-    def configure_optimizers(self) -> Any:
-        return optimizers(self, self.optimizer_factory, self.scheduler_factory)
-
     # -- the training app's hooks ---------------------------------------------------------------
-    def datamodule_arguments(self) -> dict[str, Any]:
-        return {"num_classes": self.net.num_classes}
-
     def data_summary(self, data: Any) -> dict[str, Any]:
         return {
             "data": "jiaguwen",
