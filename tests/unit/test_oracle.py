@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
 from cuneidet.classify.drawings import CLAY_GREY, SHADOW_GREY, drawing_crop
+from cuneidet.data.glyphs import EmptyGlyphError, fit_ink, glyph_input, ink_map
 from cuneidet.errors import ConfigError, DataFormatError, DataNotFoundError, ModelFileError
 from cuneidet.oracle.data import JiaguwenDataModule, charset, read_index, split_index
-from cuneidet.oracle.glyphs import EmptyGlyphError, fit_ink, glyph_input, ink_map
 from cuneidet.oracle.module import expected_calibration_error, fit_temperature, topk_accuracy
 from cuneidet.oracle.predict import load_oracle_model
 from tests.serve_support import ORACLE_CHARSET, add_user, login, make_app

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from cuneidet.data.datasets import to_input_tensor
-from cuneidet.oracle.glyphs import fit_ink, ink_map, to_gray
+from cuneidet.data.glyphs import fit_ink, ink_map, to_gray
 
 CLAY_GREY = 113.0
 SHADOW_GREY = 22.0

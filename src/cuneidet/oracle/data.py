@@ -27,10 +27,10 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler, get_wor
 
 from cuneidet.classify.data import class_aware_weights, collate_crops
 from cuneidet.data.datasets import to_input_tensor
+from cuneidet.data.glyphs import INPUT_SIZE, fit_ink, ink_map, to_gray
 from cuneidet.data.location import resolve_data_dir
 from cuneidet.data.transforms import seed_pipeline
 from cuneidet.errors import ConfigError, DataFormatError, DataNotFoundError, ImageLoadError
-from cuneidet.oracle.glyphs import INPUT_SIZE, fit_ink, ink_map, to_gray
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from cuneidet.data.datasets import to_input_tensor
+from cuneidet.data.glyphs import glyph_input
 from cuneidet.errors import DataNotFoundError, ModelFileError
 from cuneidet.models.checkpoint import rebuild_module
-from cuneidet.oracle.glyphs import glyph_input
 from cuneidet.oracle.module import OracleClassifier
 
 #: where cuneidet-train experiment=oracle_bone writes its best checkpoint

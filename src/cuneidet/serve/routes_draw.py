@@ -11,8 +11,8 @@ from fastapi import APIRouter, File, HTTPException, UploadFile
 from PIL import Image
 
 from cuneidet.classify.drawings import drawing_crop, rank_signs
+from cuneidet.data.glyphs import EmptyGlyphError
 from cuneidet.errors import ConfigError, UploadRejectedError
-from cuneidet.oracle.glyphs import EmptyGlyphError
 from cuneidet.oracle.predict import OracleModel, load_oracle_model
 from cuneidet.serve.deps import AppState, CurrentUser, State
 from cuneidet.serve.settings import ServeSettings
