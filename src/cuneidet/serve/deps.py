@@ -4,12 +4,12 @@ CSRF check, and ownership lookups that answer 404 for another user's ids."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DbSession
 from sqlalchemy.orm import sessionmaker
 
@@ -129,6 +129,19 @@ def owned_job(db: DbSession, user: User, job_id: int) -> Job:
     if job is None or job.owner_id != user.id:
         raise HTTPException(404, f"no job {job_id}")
     return job
+
+
+def sign_counts(db: DbSession, photo_ids: Iterable[int]) -> dict[int, int]:
+    """Signs not deleted per photo, in one query."""
+    ids = list(photo_ids)
+    if not ids:
+        return {}
+    rows = db.execute(
+        select(Sign.photo_id, func.count())
+        .where(Sign.photo_id.in_(ids), Sign.deleted.is_(False))
+        .group_by(Sign.photo_id)
+    )
+    return {int(photo_id): int(count) for photo_id, count in rows}
 
 
 def active_job(db: DbSession, photo_id: int) -> Job | None:

@@ -14,6 +14,7 @@ from fastapi import APIRouter, File, HTTPException, Query, Response, UploadFile
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session as DbSession
 from starlette.background import BackgroundTask
 
 from cuneidet.errors import UploadRejectedError
@@ -28,6 +29,7 @@ from cuneidet.serve.deps import (
     owned_job,
     owned_photo,
     owned_sign,
+    sign_counts,
 )
 from cuneidet.serve.detection import nearest_line
 from cuneidet.serve.uploads import display_path, remove_stored, store_upload, thumbnail_path
@@ -79,7 +81,9 @@ def list_collections(user: CurrentUser, db: Db) -> list[dict]:
     rows = db.scalars(
         select(Collection).where(Collection.owner_id == user.id).order_by(Collection.id)
     )
-    return [collection_view(c) for c in rows]
+    collections = list(rows)
+    counts = sign_counts(db, (p.id for c in collections for p in c.photos))
+    return [collection_view(c, counts) for c in collections]
 
 
 @router.post("/collections", status_code=201)
@@ -87,12 +91,14 @@ def create_collection(body: CollectionBody, user: CurrentUser, db: Db) -> dict:
     collection = Collection(owner_id=user.id, name=body.name.strip() or "collection")
     db.add(collection)
     db.commit()
-    return collection_view(collection)
+    return collection_view(collection, {})
 
 
 @router.get("/collections/{collection_id}")
 def get_collection(collection_id: int, user: CurrentUser, db: Db) -> dict:
-    return collection_view(owned_collection(db, user, collection_id), photos=True)
+    collection = owned_collection(db, user, collection_id)
+    counts = sign_counts(db, (p.id for p in collection.photos))
+    return collection_view(collection, counts, photos=True)
 
 
 @router.delete("/collections/{collection_id}", status_code=204)
@@ -144,7 +150,7 @@ def upload_photos(
         statuses = {r["status"] for r in rejected}
         status = statuses.pop() if len(statuses) == 1 else 400
         raise HTTPException(status, "; ".join(r["detail"] for r in rejected))
-    return {"photos": [photo_view(p) for p in photos], "rejected": rejected}
+    return {"photos": [photo_view(p, 0) for p in photos], "rejected": rejected}
 
 
 @router.get("/collections/{collection_id}/counts")
@@ -203,7 +209,7 @@ def export_collection(
 
 @router.get("/photos/{photo_id}")
 def get_photo(photo_id: int, user: CurrentUser, db: Db) -> dict:
-    return photo_view(owned_photo(db, user, photo_id))
+    return _photo_view(db, owned_photo(db, user, photo_id))
 
 
 @router.patch("/photos/{photo_id}")
@@ -216,7 +222,7 @@ def change_photo(photo_id: int, body: PhotoChange, user: CurrentUser, db: Db) ->
     if body.review_threshold is not None:
         photo.review_threshold = body.review_threshold
     db.commit()
-    return photo_view(photo)
+    return _photo_view(db, photo)
 
 
 @router.delete("/photos/{photo_id}", status_code=204)
@@ -355,6 +361,10 @@ def list_classes(_: CurrentUser, state: State) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _photo_view(db: DbSession, photo: Photo) -> dict:
+    return photo_view(photo, sign_counts(db, [photo.id]).get(photo.id, 0))
 
 
 def _check_label(state: Any, label: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -37,7 +38,9 @@ def job_view(job: Job | None) -> dict[str, Any] | None:
     }
 
 
-def photo_view(photo: Photo) -> dict[str, Any]:
+def photo_view(photo: Photo, sign_count: int) -> dict[str, Any]:
+    """``sign_count``: its signs not deleted (:func:`cuneidet.serve.deps.sign_counts`, one query
+    for many photos instead of loading every sign)."""
     last_job = photo.jobs[-1] if photo.jobs else None
     return {
         "id": photo.id,
@@ -53,7 +56,7 @@ def photo_view(photo: Photo) -> dict[str, Any]:
         "scale_auto": photo.scale_auto,
         "scale_used": photo.scale_used,
         "status": photo.status,
-        "sign_count": sum(1 for s in photo.signs if not s.deleted),
+        "sign_count": sign_count,
         "reviewed": photo.reviewed,
         "review_threshold": photo.review_threshold,
         "created_at": _time(photo.created_at),
@@ -61,16 +64,19 @@ def photo_view(photo: Photo) -> dict[str, Any]:
     }
 
 
-def collection_view(collection: Collection, photos: bool = False) -> dict[str, Any]:
+def collection_view(
+    collection: Collection, counts: Mapping[int, int], photos: bool = False
+) -> dict[str, Any]:
+    """``counts``: signs not deleted per photo id (photos without signs may be missing)."""
     view: dict[str, Any] = {
         "id": collection.id,
         "name": collection.name,
         "created_at": _time(collection.created_at),
         "photo_count": len(collection.photos),
-        "sign_count": sum(1 for p in collection.photos for s in p.signs if not s.deleted),
+        "sign_count": sum(counts.get(p.id, 0) for p in collection.photos),
     }
     if photos:
-        view["photos"] = [photo_view(p) for p in collection.photos]
+        view["photos"] = [photo_view(p, counts.get(p.id, 0)) for p in collection.photos]
     return view
 
 
