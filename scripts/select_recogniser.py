@@ -3,14 +3,16 @@
 
     .venv/bin/python scripts/select_recogniser.py --ckpt <run>/checkpoints/best.ckpt \\
         [--top-k 5 10] [--tta none 1.15,1.3,1.5] [--loc-power 1.0] \\
-        [--out results/recogniser_selection.csv]
+        [--cut-level 4 5 6] [--min-pixels 1 2] [--out results/recogniser_selection.csv]
 
 Rebuilds the checkpoint, loads the held-out train_full tablets of its training split (the
 checkpoint's working scale, the default split settings) and runs Lightning's validation loop for
-every top_k × test-time crop contexts × localisation-score exponent; prints val/mAP, global AP
-and the localiser's AP, best first. The settings are attributes of the recogniser: use the
-winners as ``model.detector.top_k=…`` / ``tta_contexts=[…]`` / ``loc_power=…`` when training,
-or ``recogniser.<name>=…`` for cuneidet-eval.
+every top_k × test-time crop contexts × localisation-score exponent (× energy cut level ×
+minimum component size for a watershed localiser); prints val/mAP, global AP and the
+localiser's AP, best first. The settings are attributes of the recogniser: use the winners as
+``model.detector.top_k=…`` / ``tta_contexts=[…]`` / ``loc_power=…`` when training, or
+``recogniser.<name>=…`` and ``watershed.cut_level=…`` / ``watershed.min_pixels=…`` for
+cuneidet-eval.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ import pandas as pd
 import pytorch_lightning as pl
 from omegaconf import OmegaConf
 
-from cuneidet.models.checkpoint import rebuild_module
+from cuneidet.models.checkpoint import rebuild_module, set_watershed
 from cuneidet.models.two_stage import TwoStageModule
+from cuneidet.models.watershed import WatershedHead
 from cuneidet.utils.instantiate import instantiate
 from cuneidet.utils.io import write_text
 
@@ -36,6 +39,8 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, nargs="+", default=[5, 10])
     parser.add_argument("--tta", nargs="+", default=["none", "1.15,1.3,1.5"])
     parser.add_argument("--loc-power", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--cut-level", type=int, nargs="+", help="watershed localisers only")
+    parser.add_argument("--min-pixels", type=int, nargs="+", help="watershed localisers only")
     parser.add_argument("--out")
     args = parser.parse_args()
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
@@ -50,8 +55,17 @@ def main() -> None:
     data = instantiate(data_cfg, num_workers=0, progress=False)
     data.setup("validate")
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    head = module.detector.localiser.head
+    watershed = isinstance(head, WatershedHead)
+    if (args.cut_level or args.min_pixels) and not watershed:
+        raise SystemExit(f"--cut-level/--min-pixels need a watershed localiser, not {head!r}")
+    cut_levels = args.cut_level or [getattr(head, "cut_level", None)]
+    min_pixels = args.min_pixels or [getattr(head, "min_pixels", None)]
     rows = []
-    for top_k, tta, power in itertools.product(args.top_k, args.tta, args.loc_power):
+    grid = itertools.product(args.top_k, args.tta, args.loc_power, cut_levels, min_pixels)
+    for top_k, tta, power, cut_level, pixels in grid:
+        if watershed:
+            set_watershed(module, {"cut_level": cut_level, "min_pixels": pixels}, args.ckpt)
         module.detector.top_k = top_k
         module.detector.loc_power = power
         contexts = None if tta == "none" else [float(c) for c in tta.split(",")]
@@ -62,6 +76,7 @@ def main() -> None:
                 "top_k": top_k,
                 "tta_contexts": tta,
                 "loc_power": power,
+                **({"cut_level": cut_level, "min_pixels": pixels} if watershed else {}),
                 "val_mAP": round(metrics["val/mAP"], 3),
                 "val_global_AP": round(metrics["val/global_AP"], 3),
                 "val_loc_AP": round(metrics["val/loc_AP"], 3),

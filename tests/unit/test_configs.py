@@ -254,3 +254,22 @@ def test_the_oracle_bone_experiment_composes_and_builds():
     assert type(module).__name__ == "OracleClassifier" and module.num_classes == 793
     serve = _compose("serve", [])
     assert serve.serve.oracle_ckpt.endswith("oracle_bone/checkpoints/best.ckpt")
+
+
+@pytest.mark.parametrize("localiser", _entries("model/localiser"))
+def test_every_localiser_entry_builds_a_recogniser(localiser):
+    from cuneidet.models.two_stage import TwoStageModule
+
+    overrides = [
+        "experiment=make_train",
+        f"model/localiser={localiser}",
+        "model.detector.localiser.fpn.pretrained=false",
+        "model.detector.classifier.pretrained=false",
+    ]
+    cfg = _compose("train", overrides)
+    module = instantiate(cfg.model)
+    assert isinstance(module, TwoStageModule)
+    assert module.detector.localiser.num_classes == 2
+    assert type(module.detector.localiser).__name__ == (
+        "WatershedDetector" if localiser == "watershed" else "SignDetector"
+    )

@@ -19,6 +19,8 @@ from cuneidet.deploy.runtime import (
 from cuneidet.deploy.sidecar import read_sidecar, sidecar_path
 from cuneidet.errors import ConfigError, DataNotFoundError, ModelFileError
 from cuneidet.inference.predict import detect_image
+from cuneidet.models.necks import PaperFPN
+from cuneidet.models.watershed import WatershedDetector, WatershedHead
 from tests.tiny_models import one_stage_detector
 
 #: ONNX Runtime against PyTorch, float32: raw outputs and box coordinates (pixels)
@@ -183,4 +185,7 @@ def test_export_refuses_other_models_and_names(tmp_path):
         export_onnx(one_stage_detector(), tmp_path / "model.pt")
     with pytest.raises(ConfigError, match="cannot export a Linear"):
         export_onnx(torch.nn.Linear(2, 2), tmp_path / "model.onnx")  # type: ignore[arg-type]
+    watershed = WatershedDetector(PaperFPN(out_channels=16), WatershedHead(channels=16), 3)
+    with pytest.raises(ConfigError, match="watershed head runs from its checkpoint"):
+        export_onnx(watershed, tmp_path / "model.onnx")
     assert not list(tmp_path.iterdir())

@@ -23,7 +23,12 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     save_config(cfg, output_dir)
     pl.seed_everything(cfg.seed, workers=True)
-    module = load_module(cfg.ckpt_path, inference=cfg.inference, recogniser=cfg.get("recogniser"))
+    module = load_module(
+        cfg.ckpt_path,
+        inference=cfg.inference,
+        recogniser=cfg.get("recogniser"),
+        watershed=cfg.get("watershed"),
+    )
     # the checkpoint's working scale (data.sign_height of its training)
     datamodule = instantiate(
         cfg.data, num_classes=module.detector.num_classes, sign_height=module.sign_height

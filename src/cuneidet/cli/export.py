@@ -26,7 +26,12 @@ def export(cfg: DictConfig) -> dict[str, Any]:
     if cfg.format not in FORMATS:
         raise ConfigError(f"format={cfg.format} is not supported; choose from {FORMATS}")
     save_config(cfg, Path(cfg.paths.output_dir))
-    module = load_module(cfg.ckpt_path, inference=cfg.inference, recogniser=cfg.get("recogniser"))
+    module = load_module(
+        cfg.ckpt_path,
+        inference=cfg.inference,
+        recogniser=cfg.get("recogniser"),
+        watershed=cfg.get("watershed"),
+    )
     labels = label_map_or_none(cfg.paths.data_dir)
     classes = None
     if labels is not None:  # names, MZL numbers and glyphs of the classes the CSDD maps

@@ -37,6 +37,7 @@ from cuneidet.deploy.sidecar import (
 from cuneidet.errors import ConfigError, ModelFileError
 from cuneidet.models.detector import SignDetector
 from cuneidet.models.two_stage import TwoStageDetector
+from cuneidet.models.watershed import WatershedDetector
 from cuneidet.utils.io import write_json
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,12 @@ def export_onnx(
     if path.suffix != ".onnx":
         raise ConfigError(f"the exported model's file name must end in .onnx, got {path}")
     detector = detector.eval()
+    localiser = detector.localiser if isinstance(detector, TwoStageDetector) else detector
+    if isinstance(localiser, WatershedDetector):
+        raise ConfigError(
+            "ONNX export covers anchor heads (ssd, retinanet) only; a watershed head runs from its "
+            "checkpoint: cuneidet-predict ckpt_path=<best.ckpt> (PyTorch on CPU or GPU)"
+        )
     if isinstance(detector, TwoStageDetector):
         kind = "two_stage"
         nets: dict[str, tuple[nn.Module, Tensor]] = {

@@ -54,12 +54,14 @@ def load_module(
     map_location: str = "cpu",
     inference: Any = None,
     recogniser: Any = None,
+    watershed: Any = None,
 ) -> DetectorModule:
     """Load a sign-detector checkpoint written by ``cuneidet-train``.
 
     ``inference`` (a dict or DictConfig from the command line) overrides the checkpoint's
     inference settings as :func:`inference_overrides` describes; ``recogniser`` sets attributes
-    of a two-stage recogniser (``top_k``, ``tta_contexts``, ``loc_score_thresh``, …).
+    of a two-stage recogniser (``top_k``, ``tta_contexts``, ``loc_score_thresh``, …);
+    ``watershed`` the decoding of a watershed head (``cut_level``, ``min_pixels``, …).
     """
     module = rebuild_module(ckpt_path, map_location)
     if not isinstance(module, DetectorModule):
@@ -75,6 +77,11 @@ def load_module(
     recogniser = {k: v for k, v in (recogniser or {}).items() if v is not None}
     if recogniser:
         set_recogniser(module, recogniser, ckpt_path)
+    if isinstance(watershed, DictConfig):
+        watershed = OmegaConf.to_container(watershed, resolve=True)
+    watershed = {k: v for k, v in (watershed or {}).items() if v is not None}
+    if watershed:
+        set_watershed(module, watershed, ckpt_path)
     return module
 
 
@@ -104,6 +111,32 @@ def set_recogniser(module: DetectorModule, settings: Any, ckpt_path: str | Path)
         if key == "tta_contexts":
             value = [float(v) for v in value] if value else [detector.context]
         setattr(detector, key, value)
+
+
+WATERSHED_SETTINGS = ("cut_level", "min_pixels", "class_from", "top_k")
+
+
+def set_watershed(module: DetectorModule, settings: Any, ckpt_path: str | Path) -> None:
+    """Override the decoding of a watershed head, the detector's or the recogniser's localiser
+    (``watershed.cut_level=4`` …); the values are checked as the head's constructor does."""
+    from cuneidet.models.watershed import WatershedHead
+
+    detector = module.detector
+    head = getattr(getattr(detector, "localiser", detector), "head", None)
+    if not isinstance(head, WatershedHead):
+        raise ConfigError(
+            f"watershed.* settings apply to watershed heads; {ckpt_path} has a "
+            f"{type(head).__name__}"
+        )
+    unknown = set(settings) - set(WATERSHED_SETTINGS)
+    if unknown:
+        raise ConfigError(
+            f"watershed.{sorted(unknown)[0]} is unknown; choose from {WATERSHED_SETTINGS}"
+        )
+    current = {key: getattr(head, key) for key in WATERSHED_SETTINGS}
+    checked = WatershedHead(levels=head.levels, **{**current, **dict(settings)})
+    for key in settings:
+        setattr(head, key, getattr(checked, key))
 
 
 def load_weights(module: pl.LightningModule, ckpt_path: str | Path) -> pl.LightningModule:

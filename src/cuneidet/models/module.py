@@ -15,6 +15,7 @@ from torch import nn
 from cuneidet.eval.coco_metric import CocoCrossCheck
 from cuneidet.eval.paper_metric import PaperSignMAP
 from cuneidet.models.detector import SignDetector
+from cuneidet.models.watershed import WatershedDetector
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class DetectorModule(pl.LightningModule):
 
     def __init__(
         self,
-        detector: SignDetector,
+        detector: SignDetector | WatershedDetector,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
         inference: dict[str, Any] | None = None,
@@ -61,21 +62,21 @@ class DetectorModule(pl.LightningModule):
         # working scale (data.sign_height): the detector saw signs this many pixels high
         self.sign_height = 128.0
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.detector(images)
 
     # -- training -------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         images = batch["images"]
-        loc, cls = self.detector(images)
+        # the head's raw maps: (loc, cls) of an anchor head, (energy, class, size) of a watershed
+        outputs = self.detector(images)
         # line maps mark anchors to ignore on text lines of views with generated labels
         losses = self.detector.loss(
-            loc, cls, batch["targets"], tuple(images.shape[-2:]), line_maps=batch.get("line_maps")
+            *outputs, batch["targets"], tuple(images.shape[-2:]), line_maps=batch.get("line_maps")
         )
         size = images.shape[0]
         self.log("train/loss", losses["loss"], prog_bar=True, batch_size=size)
-        self.log("train/loc_loss", losses["loc_loss"], batch_size=size)
-        self.log("train/cls_loss", losses["cls_loss"], batch_size=size)
+        log_loss_parts(self, "train", losses, size)
         self.log("train/num_pos", float(losses["num_pos"]), batch_size=size)
         if not torch.isfinite(losses["loss"]):
             raise FloatingPointError(
@@ -88,9 +89,9 @@ class DetectorModule(pl.LightningModule):
     def _evaluate(self, batch: dict[str, Any]) -> tuple[list[dict], list[dict], dict]:
         images = batch["images"]
         size = tuple(images.shape[-2:])
-        loc, cls = self.detector(images)
-        losses = self.detector.loss(loc, cls, batch["targets"], size)
-        preds = self.detector.postprocess(loc, cls, size, **self.inference)
+        outputs = self.detector(images)
+        losses = self.detector.loss(*outputs, batch["targets"], size)
+        preds = self.detector.postprocess(*outputs, size, **self.inference)
         preds = [{k: v.detach().cpu() for k, v in p.items()} for p in preds]
         targets = [{k: v.detach().cpu() for k, v in t.items()} for t in batch["targets"]]
         return preds, targets, losses
@@ -196,6 +197,20 @@ def optimizers(
         return optimizer
     scheduler = scheduler_factory(optimizer=optimizer)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+#: the parts of a head's loss that are logged when present (anchor heads: loc, cls; watershed:
+#: also energy and size)
+LOSS_PARTS = ("loc_loss", "cls_loss", "energy_loss", "size_loss")
+
+
+def log_loss_parts(
+    module: pl.LightningModule, prefix: str, losses: dict[str, Any], batch_size: int
+) -> None:
+    """Log ``<prefix>/<part>`` for every :data:`LOSS_PARTS` entry of ``losses``."""
+    for part in LOSS_PARTS:
+        if part in losses:
+            module.log(f"{prefix}/{part}", losses[part], batch_size=batch_size)
 
 
 def _plain(value: Any) -> dict[str, Any]:

@@ -23,7 +23,8 @@ from cuneidet.eval.paper_metric import PaperSignMAP
 from cuneidet.models.box_coder import nms_plus_one
 from cuneidet.models.classifier import SignClassifierNet
 from cuneidet.models.detector import Detections, SignDetector, eval_mode
-from cuneidet.models.module import DetectorModule, _percent
+from cuneidet.models.module import DetectorModule, _percent, log_loss_parts
+from cuneidet.models.watershed import WatershedDetector
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class TwoStageDetector(nn.Module):
 
     def __init__(
         self,
-        localiser: SignDetector,
+        localiser: SignDetector | WatershedDetector,
         classifier: SignClassifierNet,
         top_k: int = 5,
         context: float = 1.3,
@@ -162,11 +163,11 @@ class TwoStageDetector(nn.Module):
                 images, found, score_thresh, nms_thresh, max_detections, class_agnostic_nms
             )
 
-    def localise(self, loc: Tensor, cls: Tensor, image_size: tuple[int, int]) -> list[Detections]:
-        """The localiser's boxes from its raw outputs, with this recogniser's settings."""
+    def localise(self, outputs: Sequence[Tensor], image_size: tuple[int, int]) -> list[Detections]:
+        """The localiser's boxes from its raw ``forward`` outputs, with this recogniser's
+        settings."""
         return self.localiser.postprocess(
-            loc,
-            cls,
+            *outputs,
             image_size,
             score_thresh=self.loc_score_thresh,
             nms_thresh=self.loc_nms_thresh,
@@ -244,10 +245,9 @@ class TwoStageModule(DetectorModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         tiles, crops = batch["tiles"], batch["crops"]
         images = tiles["images"]
-        loc, cls = self.detector.localiser(images)
+        outputs = self.detector.localiser(images)
         losses = self.detector.localiser.loss(
-            loc,
-            cls,
+            *outputs,
             agnostic(tiles["targets"]),
             tuple(images.shape[-2:]),
             line_maps=tiles.get("line_maps"),
@@ -257,8 +257,7 @@ class TwoStageModule(DetectorModule):
         loss = losses["loss"] + self.classifier_weight * crop_loss
         size = images.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=size)
-        self.log("train/loc_loss", losses["loc_loss"], batch_size=size)
-        self.log("train/cls_loss", losses["cls_loss"], batch_size=size)
+        log_loss_parts(self, "train", losses, size)
         self.log("train/crop_loss", crop_loss, batch_size=len(crops["labels"]))
         acc = (logits.argmax(1) == crops["labels"]).float().mean()
         self.log("train/crop_acc", acc, batch_size=len(crops["labels"]))
@@ -272,9 +271,9 @@ class TwoStageModule(DetectorModule):
     def _evaluate(self, batch: dict[str, Any]) -> tuple[list[dict], list[dict], dict]:
         images = batch["images"]
         size = tuple(images.shape[-2:])
-        loc, cls = self.detector.localiser(images)
-        losses = self.detector.localiser.loss(loc, cls, agnostic(batch["targets"]), size)
-        found = self.detector.localise(loc, cls, size)
+        outputs = self.detector.localiser(images)
+        losses = self.detector.localiser.loss(*outputs, agnostic(batch["targets"]), size)
+        found = self.detector.localise(outputs, size)
         settings = {k: v for k, v in self.inference.items() if k != "pre_nms_topk"}
         preds = self.detector.name(images, found, **settings)
         preds = [{k: v.detach().cpu() for k, v in p.items()} for p in preds]
