@@ -3,7 +3,8 @@
 
     .venv/bin/python scripts/select_recogniser.py --ckpt <run>/checkpoints/best.ckpt \\
         [--top-k 5 10] [--tta none 1.15,1.3,1.5] [--loc-power 1.0] \\
-        [--cut-level 4 5 6] [--min-pixels 1 2] [--out results/recogniser_selection.csv]
+        [--cut-on argmax expected] [--cut-level 4 5 6] [--min-pixels 1 2] \\
+        [--out results/recogniser_selection.csv]
 
 Rebuilds the checkpoint, loads the held-out train_full tablets of its training split (the
 checkpoint's working scale, the default split settings) and runs Lightning's validation loop for
@@ -41,6 +42,7 @@ def main() -> None:
     parser.add_argument("--loc-power", type=float, nargs="+", default=[1.0])
     parser.add_argument("--cut-level", type=int, nargs="+", help="watershed localisers only")
     parser.add_argument("--min-pixels", type=int, nargs="+", help="watershed localisers only")
+    parser.add_argument("--cut-on", nargs="+", help="watershed: argmax and/or expected")
     parser.add_argument("--out")
     args = parser.parse_args()
     logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
@@ -57,15 +59,17 @@ def main() -> None:
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
     head = module.detector.localiser.head
     watershed = isinstance(head, WatershedHead)
-    if (args.cut_level or args.min_pixels) and not watershed:
-        raise SystemExit(f"--cut-level/--min-pixels need a watershed localiser, not {head!r}")
+    if (args.cut_level or args.min_pixels or args.cut_on) and not watershed:
+        raise SystemExit(f"--cut-level/--min-pixels/--cut-on need a watershed localiser: {head!r}")
     cut_levels = args.cut_level or [getattr(head, "cut_level", None)]
     min_pixels = args.min_pixels or [getattr(head, "min_pixels", None)]
+    cut_on = args.cut_on or [getattr(head, "cut_on", None)]
     rows = []
-    grid = itertools.product(args.top_k, args.tta, args.loc_power, cut_levels, min_pixels)
-    for top_k, tta, power, cut_level, pixels in grid:
+    grid = itertools.product(args.top_k, args.tta, args.loc_power, cut_on, cut_levels, min_pixels)
+    for top_k, tta, power, on, cut_level, pixels in grid:
+        decoding = {"cut_on": on, "cut_level": cut_level, "min_pixels": pixels}
         if watershed:
-            set_watershed(module, {"cut_level": cut_level, "min_pixels": pixels}, args.ckpt)
+            set_watershed(module, decoding, args.ckpt)
         module.detector.top_k = top_k
         module.detector.loc_power = power
         contexts = None if tta == "none" else [float(c) for c in tta.split(",")]
@@ -76,7 +80,7 @@ def main() -> None:
                 "top_k": top_k,
                 "tta_contexts": tta,
                 "loc_power": power,
-                **({"cut_level": cut_level, "min_pixels": pixels} if watershed else {}),
+                **(decoding if watershed else {}),
                 "val_mAP": round(metrics["val/mAP"], 3),
                 "val_global_AP": round(metrics["val/global_AP"], 3),
                 "val_loc_AP": round(metrics["val/loc_AP"], 3),

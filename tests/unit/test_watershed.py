@@ -235,3 +235,25 @@ def test_eval_overrides_of_the_decoding_are_checked_and_applied():
     anchors = SimpleNamespace(detector=SimpleNamespace(head=SSDHead()))
     with pytest.raises(ConfigError, match="apply to watershed heads; x.ckpt has a SSDHead"):
         set_watershed(anchors, {"cut_level": 3}, "x.ckpt")
+
+
+def test_an_expected_energy_cut_keeps_cells_the_argmax_loses():
+    # one object whose centre cells hesitate between level 0 and level 9: argmax says background
+    # on two of them, the expected level (4.5 > 3) keeps them
+    energy = torch.zeros((K, 6, 6))
+    energy[0] = 1.0
+    energy[:, 2:4, 2:4] = 0.0
+    energy[9, 2:4, 2:4] = 1.0
+    energy[:, 2, 2:4] = 0.0
+    energy[0, 2, 2:4], energy[9, 2, 2:4] = 0.55, 0.45
+    size = torch.zeros((2, 6, 6))
+    classes = torch.zeros((0, 6, 6))
+    argmax = WatershedHead(levels=K, cut_level=3)
+    expected = WatershedHead(levels=K, cut_level=3, cut_on="expected")
+    one = decode_energy(energy, classes, size, 8, argmax)["boxes"]
+    other = decode_energy(energy, classes, size, 8, expected)["boxes"]
+    assert len(one) == len(other) == 1
+    # the component's mean row moves up by the two hesitant cells
+    assert (other[0, 1] + other[0, 3]) / 2 < (one[0, 1] + one[0, 3]) / 2
+    with pytest.raises(ConfigError, match="cut_on"):
+        WatershedHead(cut_on="mean")

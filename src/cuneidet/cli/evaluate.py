@@ -36,6 +36,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     loggers = instantiate_list(cfg.get("logger"))
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers, callbacks=[])
     trainer.test(module, datamodule=datamodule)
+    # a recogniser's localiser alone, class-agnostic (TwoStageModule logs it)
+    loc_ap = trainer.callback_metrics.get("test/loc_AP")
     return write_test_report(
         module,
         datamodule,
@@ -47,6 +49,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             "command": command_line(),
             "git_commit": git_commit(),
             "inference": dict(module.inference),
+            **({"loc_ap": round(float(loc_ap), 2)} if loc_ap is not None else {}),
         },
     )
 

@@ -113,7 +113,7 @@ def set_recogniser(module: DetectorModule, settings: Any, ckpt_path: str | Path)
         setattr(detector, key, value)
 
 
-WATERSHED_SETTINGS = ("cut_level", "min_pixels", "class_from", "top_k")
+WATERSHED_SETTINGS = ("cut_level", "cut_on", "min_pixels", "class_from", "top_k")
 
 
 def set_watershed(module: DetectorModule, settings: Any, ckpt_path: str | Path) -> None:

@@ -7,13 +7,13 @@ On one feature level of the backbone's pyramid the network predicts, per cell,
 - a **class** (softmax over the sign classes; trained on object cells only) and
 - a **box size** (log width and height in cells; trained on object cells only).
 
-Decoding thresholds the argmax energy at ``cut_level``, labels the 8-connected components with
-:func:`scipy.ndimage.label` (C code, not DWD's Python union-find) and emits one box per
-component: centre = the component's mean cell position, size = the size map at the component's
-energy peak, class = the mean class probability over the component (``class_from="vote"``) or
-at the peak, score = peak energy (normalised to 0..1) × class probability. With
-``num_classes=2`` (one foreground class) it is a class-agnostic localiser for the two-stage
-recogniser; there is no class tower then.
+Decoding thresholds the argmax (or expected) energy at ``cut_level``, labels the 8-connected
+components with :func:`scipy.ndimage.label` (C code, not DWD's Python union-find) and emits one
+box per component: centre = the component's mean cell position, size = the size map at the
+component's energy peak, class = the mean class probability over the component
+(``class_from="vote"``) or at the peak, score = peak energy (normalised to 0..1) × class
+probability. With ``num_classes=2`` (one foreground class) it is a class-agnostic localiser
+for the two-stage recogniser; there is no class tower then.
 
 :class:`WatershedDetector` has the interface of :class:`~cuneidet.models.detector.SignDetector`
 that the Lightning modules use: ``forward`` returns the raw maps, ``loss(*maps, targets, …)``,
@@ -54,6 +54,7 @@ class WatershedHead:
         self,
         levels: int = 10,
         cut_level: int = 5,
+        cut_on: str = "argmax",
         marker_scale: float = 0.8,
         min_radius: float = 0.75,
         stride: int | None = None,
@@ -76,6 +77,8 @@ class WatershedHead:
             raise ConfigError(f"marker_scale must lie in (0, 1], got {marker_scale}")
         if norm not in (None, "none", "group"):
             raise ConfigError(f"watershed head norm must be 'group' or None, got {norm!r}")
+        if cut_on not in ("argmax", "expected"):
+            raise ConfigError(f"cut_on must be 'argmax' or 'expected', got {cut_on!r}")
         if class_from not in ("vote", "centre"):
             raise ConfigError(f"class_from must be 'vote' or 'centre', got {class_from!r}")
         if object_weight is not None and not 0.0 < object_weight < 1.0:
@@ -84,6 +87,7 @@ class WatershedHead:
             raise ConfigError(f"top_k and min_pixels must be >= 1, got {top_k}, {min_pixels}")
         self.levels = int(levels)
         self.cut_level = int(cut_level)
+        self.cut_on = cut_on
         self.marker_scale = float(marker_scale)
         self.min_radius = float(min_radius)
         self.stride = None if stride is None else int(stride)
@@ -417,9 +421,11 @@ class WatershedDetector(nn.Module):
 
 
 def energy_components(
-    energy_probs: Tensor, cut_level: int, min_pixels: int = 1
+    energy_probs: Tensor, cut_level: int, min_pixels: int = 1, cut_on: str = "argmax"
 ) -> tuple[np.ndarray, int, np.ndarray, Tensor]:
-    """Label the cells whose argmax energy is ``>= cut_level`` into 8-connected components.
+    """Label the cells whose energy is ``>= cut_level`` into 8-connected components: the
+    argmax level (DWD's cut) or, ``cut_on="expected"``, the expected level under the softmax
+    (it keeps cells where the network hesitates between levels around the cut).
 
     Returns ``(labels[h, w]`` (0 background, 1..n), ``n``, the component index of each kept
     component (1-based, those with at least ``min_pixels`` cells), the expected energy map
@@ -428,7 +434,10 @@ def energy_components(
     num_levels = energy_probs.shape[0]
     steps = torch.arange(num_levels, dtype=energy_probs.dtype, device=energy_probs.device)
     expected = (energy_probs * steps[:, None, None]).sum(dim=0) / (num_levels - 1)
-    mask = (energy_probs.argmax(dim=0) >= cut_level).cpu().numpy()
+    if cut_on == "expected":
+        mask = (expected * (num_levels - 1) >= cut_level).cpu().numpy()
+    else:
+        mask = (energy_probs.argmax(dim=0) >= cut_level).cpu().numpy()
     labels, count = ndimage.label(mask, structure=_EIGHT)
     if count == 0:
         return labels, 0, np.zeros(0, dtype=np.int64), expected
@@ -458,7 +467,7 @@ def decode_energy(
     """
     device = energy_probs.device
     labels, count, kept, expected = energy_components(
-        energy_probs.float().cpu(), head.cut_level, head.min_pixels
+        energy_probs.float().cpu(), head.cut_level, head.min_pixels, head.cut_on
     )
     empty = {
         "boxes": torch.zeros((0, 4), device=device),
