@@ -11,22 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader
 
 from cuneidet.data.csdd import CSDD, AnnotatedSegment, annotated_segments
 from cuneidet.data.datasets import (
-    SegmentDataset,
     SegmentSample,
-    TileDataset,
-    collate_detection,
     load_segment_samples,
-    seed_worker_transform,
 )
 from cuneidet.data.generated import generated_segments, read_generated, read_line_cells
 from cuneidet.data.location import resolve_data_dir
 from cuneidet.data.sources import PhotoSource, build_photo_source
-from cuneidet.data.tiling import tile_segments
-from cuneidet.data.transforms import build_train_transform, seed_pipeline
+from cuneidet.data.tiled import TiledDetectionData
 from cuneidet.errors import ConfigError
 from cuneidet.lines.artifacts import view_stem
 
@@ -63,7 +57,7 @@ def split_by_tablet(
     return train, val
 
 
-class CSDDDataModule(pl.LightningDataModule):
+class CSDDDataModule(TiledDetectionData, pl.LightningDataModule):
     """Real CSDD photographs → paper tiles for training, whole segments for evaluation.
 
     The validation split is a held-out set of *training* tablets; ``test_sets`` are only used by
@@ -306,61 +300,6 @@ class CSDDDataModule(pl.LightningDataModule):
         if not self.hparams.test_sets:
             return set()
         return {s.tablet for s in annotated_segments(self.csdd, list(self.hparams.test_sets))}
-
-    def train_dataset(self, num_classes: int | None = None) -> TileDataset:
-        """Training tiles; boxes with a label ≥ ``num_classes`` (default data.num_classes) are
-        left out of the targets."""
-        hp = self.hparams
-        assert self.train_samples is not None, "call setup('fit') first"
-        tiles = tile_segments(
-            [s.size for s in self.train_samples],
-            tile=hp.tile_size,
-            offset=hp.tile_offset,
-            step_x=hp.tile_step_x,
-            step_y=hp.tile_step_y,
-            small_segments=hp.small_segments,
-        )
-        if not tiles:
-            raise ConfigError(
-                "the training segments yield no tiles: every segment is smaller than the tiling "
-                "allows; set data.small_segments=whole or choose larger training sets"
-            )
-        transform = build_train_transform(
-            tile_size=hp.tile_size,
-            input_size=hp.input_size,
-            crop_scale=tuple(hp.crop_scale),
-            max_aspect=hp.max_aspect,
-            jitter_p=hp.jitter_p,
-            brightness=hp.brightness,
-            contrast=hp.contrast,
-        )
-        seed_pipeline(transform, hp.seed)
-        return TileDataset(self.train_samples, tiles, transform, num_classes or hp.num_classes)
-
-    def _loader(self, dataset: Any, batch_size: int, shuffle: bool) -> DataLoader:
-        workers = int(self.hparams.num_workers)
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            num_workers=workers,
-            collate_fn=collate_detection,
-            worker_init_fn=seed_worker_transform,
-            pin_memory=self.hparams.pin_memory,
-            persistent_workers=False,
-            drop_last=False,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset(), self.hparams.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        assert self.val_samples is not None, "call setup('fit') first"
-        return self._loader(SegmentDataset(self.val_samples), 1, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        assert self.test_samples is not None, "call setup('test') first"
-        return self._loader(SegmentDataset(self.test_samples), 1, shuffle=False)
 
     def class_names(self) -> dict[int, str]:
         """train_label → sign name for reports."""

@@ -25,19 +25,13 @@ from typing import Any
 import cv2
 import numpy as np
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from cuneidet.data.datasets import (
-    SegmentDataset,
     SegmentSample,
-    TileDataset,
-    collate_detection,
-    seed_worker_transform,
 )
 from cuneidet.data.location import DEFAULT_RELATIVE, ENV_VAR, repo_root
-from cuneidet.data.tiling import tile_segments
-from cuneidet.data.transforms import build_train_transform, seed_pipeline
+from cuneidet.data.tiled import TiledDetectionData
 from cuneidet.errors import ConfigError, DataFormatError, DataNotFoundError, ImageLoadError
 
 log = logging.getLogger(__name__)
@@ -280,7 +274,7 @@ def split_pages(
     return train, [s for i, s in enumerate(samples) if i in held_out]
 
 
-class DeepScoresDataModule(pl.LightningDataModule):
+class DeepScoresDataModule(TiledDetectionData, pl.LightningDataModule):
     """DeepScoresV2 pages → CSDD-style training tiles; whole pages for validation and test.
 
     ``min_object_size`` (pixels after ``scale``) drops objects whose longer side is smaller, with
@@ -472,54 +466,6 @@ class DeepScoresDataModule(pl.LightningDataModule):
             if hp.train_json and test_path == self._path(hp.train_json, "train_json"):
                 log.info("data.test_json is data.train_json: testing on the training pages")
             self.test_samples = self._samples("test_json")
-
-    def train_dataset(self, num_classes: int | None = None) -> TileDataset:
-        """Training tiles of the training pages (the CSDD tiling and augmentation, no flips)."""
-        hp = self.hparams
-        assert self.train_samples is not None, "call setup('fit') first"
-        tiles = tile_segments(
-            [s.size for s in self.train_samples],
-            tile=hp.tile_size,
-            offset=hp.tile_offset,
-            step_x=hp.tile_step_x,
-            step_y=hp.tile_step_y,
-            small_segments=hp.small_segments,
-        )
-        if not tiles:
-            raise ConfigError("the training pages yield no tiles; set data.small_segments=whole")
-        transform = build_train_transform(
-            tile_size=hp.tile_size,
-            input_size=hp.input_size,
-            crop_scale=tuple(hp.crop_scale),
-            max_aspect=hp.max_aspect,
-            jitter_p=hp.jitter_p,
-            brightness=hp.brightness,
-            contrast=hp.contrast,
-        )
-        seed_pipeline(transform, hp.seed)
-        return TileDataset(self.train_samples, tiles, transform, num_classes or hp.num_classes)
-
-    def _loader(self, dataset: Any, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            num_workers=int(self.hparams.num_workers),
-            collate_fn=collate_detection,
-            worker_init_fn=seed_worker_transform,
-            pin_memory=self.hparams.pin_memory,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset(), self.hparams.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        assert self.val_samples is not None, "call setup('fit') first"
-        return self._loader(SegmentDataset(self.val_samples), 1, shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        assert self.test_samples is not None, "call setup('test') first"
-        return self._loader(SegmentDataset(self.test_samples), 1, shuffle=False)
 
     def class_names(self) -> dict[int, str]:
         """label → category name for reports (``{1: "object"}`` when class-agnostic)."""

@@ -85,3 +85,21 @@ def nms_plus_one(boxes: Tensor, scores: Tensor, idxs: Tensor, iou: float) -> Ten
     shifted = boxes.clone()
     shifted[:, 2:] += 1
     return batched_nms(shifted, scores, idxs, iou)
+
+
+def nms_and_caps(
+    boxes: Tensor,
+    scores: Tensor,
+    labels: Tensor,
+    nms_thresh: float,
+    class_agnostic_nms: float | None = None,
+    max_detections: int | None = None,
+) -> Tensor:
+    """Indices of the detections kept, best first: per-class "+1" NMS at ``nms_thresh``, then
+    an optional class-agnostic "+1" NMS and an optional cap (every decoder's last step)."""
+    keep = nms_plus_one(boxes, scores, labels, nms_thresh)
+    if class_agnostic_nms is not None:
+        keep = keep[nms_plus_one(boxes[keep], scores[keep], labels[keep] * 0, class_agnostic_nms)]
+    if max_detections is not None:
+        keep = keep[:max_detections]
+    return keep

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from cuneidet.errors import ConfigError
 from cuneidet.models.anchors import AnchorGenerator, Size
-from cuneidet.models.box_coder import decode, encode, match, nms_plus_one
+from cuneidet.models.box_coder import decode, encode, match, nms_and_caps
 from cuneidet.models.heads import RetinaHead, SSDHead
 
 Detections = dict[str, Tensor]
@@ -259,9 +259,5 @@ def _decode_image(
         anchor_idx, cls_idx, scores = anchor_idx[top], cls_idx[top], scores[top]
     labels = cls_idx + 1
     boxes = decode(loc[anchor_idx], anchors[anchor_idx])
-    keep = nms_plus_one(boxes, scores, labels, nms_thresh)
-    if class_agnostic_nms is not None:
-        keep = keep[nms_plus_one(boxes[keep], scores[keep], labels[keep] * 0, class_agnostic_nms)]
-    if max_detections is not None:
-        keep = keep[:max_detections]
+    keep = nms_and_caps(boxes, scores, labels, nms_thresh, class_agnostic_nms, max_detections)
     return {"boxes": boxes[keep], "scores": scores[keep], "labels": labels[keep]}

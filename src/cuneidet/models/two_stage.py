@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from cuneidet.errors import ConfigError
 from cuneidet.eval.paper_metric import PaperSignMAP
-from cuneidet.models.box_coder import nms_plus_one
+from cuneidet.models.box_coder import nms_and_caps
 from cuneidet.models.classifier import SignClassifierNet
 from cuneidet.models.detector import Detections, SignDetector, eval_mode
 from cuneidet.models.module import DetectorModule, _percent, log_loss_parts
@@ -208,13 +208,9 @@ class TwoStageDetector(nn.Module):
         all_boxes = boxes.repeat_interleave(self.top_k, dim=0)
         keep = scores > score_thresh
         all_boxes, scores, labels = all_boxes[keep], scores[keep], labels[keep]
-        order = nms_plus_one(all_boxes, scores, labels, nms_thresh)
-        if class_agnostic_nms is not None:
-            order = order[
-                nms_plus_one(all_boxes[order], scores[order], labels[order] * 0, class_agnostic_nms)
-            ]
-        if max_detections is not None:
-            order = order[:max_detections]
+        order = nms_and_caps(
+            all_boxes, scores, labels, nms_thresh, class_agnostic_nms, max_detections
+        )
         return {"boxes": all_boxes[order], "scores": scores[order], "labels": labels[order]}
 
 

@@ -33,7 +33,7 @@ from scipy import ndimage
 from torch import Tensor, nn
 
 from cuneidet.errors import ConfigError
-from cuneidet.models.box_coder import nms_plus_one
+from cuneidet.models.box_coder import nms_and_caps
 from cuneidet.models.detector import Detections, eval_mode
 
 Size = tuple[int, int]
@@ -519,13 +519,7 @@ def decode_energy(
     if pre_nms_topk is not None and scores.numel() > pre_nms_topk:
         top = scores.topk(pre_nms_topk).indices
         all_boxes, scores, classes = all_boxes[top], scores[top], classes[top]
-    order = nms_plus_one(all_boxes, scores, classes, nms_thresh)
-    if class_agnostic_nms is not None:
-        order = order[
-            nms_plus_one(all_boxes[order], scores[order], classes[order] * 0, class_agnostic_nms)
-        ]
-    if max_detections is not None:
-        order = order[:max_detections]
+    order = nms_and_caps(all_boxes, scores, classes, nms_thresh, class_agnostic_nms, max_detections)
     return {
         "boxes": all_boxes[order].to(device),
         "scores": scores[order].to(device),
