@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cuneidet.errors import ConfigError, DataNotFoundError
 from cuneidet.models.module import DetectorModule
+from cuneidet.models.watershed import WatershedHead
 from cuneidet.utils.instantiate import instantiate
 
 
@@ -119,8 +120,6 @@ WATERSHED_SETTINGS = ("cut_level", "cut_on", "min_pixels", "class_from", "top_k"
 def set_watershed(module: DetectorModule, settings: Any, ckpt_path: str | Path) -> None:
     """Override the decoding of a watershed head, the detector's or the recogniser's localiser
     (``watershed.cut_level=4`` …); the values are checked as the head's constructor does."""
-    from cuneidet.models.watershed import WatershedHead
-
     detector = module.detector
     head = getattr(getattr(detector, "localiser", detector), "head", None)
     if not isinstance(head, WatershedHead):

@@ -1,11 +1,13 @@
 """Two-stage sign recogniser: a class-agnostic localiser finds signs, a crop classifier names them.
 
-Beyond the paper (DeepScribe's split of the job): the localiser is any
-:class:`~cuneidet.models.detector.SignDetector` with one foreground class; every box it keeps is
-cut as a square crop with context (:mod:`cuneidet.data.crops` geometry) and classified; each box
-emits its ``top_k`` sign classes with score = localisation score × class probability, so the
-paper's protocol scores it like any detector. :class:`TwoStageModule` trains both parts jointly
-(training tiles for the localiser, sign crops for the classifier, one optimizer).
+Beyond the paper (DeepScribe's split of the job): the localiser is an anchor
+:class:`~cuneidet.models.detector.SignDetector` or a
+:class:`~cuneidet.models.watershed.WatershedDetector` with one foreground class
+(``model/localiser``); every box it keeps is cut as a square crop with context
+(:mod:`cuneidet.data.crops` geometry) and classified; each box emits its ``top_k`` sign classes
+with score = localisation score × class probability, so the paper's protocol scores it like any
+detector. :class:`TwoStageModule` trains both parts jointly (training tiles for the localiser,
+sign crops for the classifier, one optimizer).
 """
 
 from __future__ import annotations
