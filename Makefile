@@ -41,9 +41,10 @@ train-best: install ## the best CPU recipe: sign classifier (15 min), then the r
 serve: install ## the web app on http://127.0.0.1:8000/ with the newest trained detector (ARGS: overrides)
 	$(BIN)/cuneidet-serve $(ARGS)
 
-lint: install ## ruff checks
+lint: install ## ruff checks and the import floors (import-linter)
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/lint-imports
 
 format: install ## ruff autoformat and fixes
 	$(BIN)/ruff check --fix src tests scripts

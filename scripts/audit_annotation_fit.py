@@ -24,13 +24,14 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cuneidet.align import SIGN_HEIGHT
-from cuneidet.cli.lines import load_line_module
-from cuneidet.data.csdd import CSDD, annotated_segments
+from cuneidet.data.csdd import CSDD
 from cuneidet.data.datasets import load_segment_samples
 from cuneidet.data.location import resolve_data_dir
 from cuneidet.data.sources import build_photo_source
+from cuneidet.data.views import annotated_segments
 from cuneidet.lines.audit import MIN_FIT, fraction_on_lines
 from cuneidet.lines.data import normalize
+from cuneidet.lines.module import load_line_module
 from cuneidet.lines.predict import LinePostprocess, hypotheses_from_probability, line_probability
 from cuneidet.utils.io import atomic_open
 

@@ -33,9 +33,10 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 from cuneidet.align.layout import null_hypothesis
-from cuneidet.align.sign_alignment import align_view, align_view_lines
+from cuneidet.align.line_scores import align_view_lines
+from cuneidet.align.sign_alignment import align_view
 from cuneidet.align.transliteration import TransliterationLine, ViewTransliteration
-from cuneidet.lines.hypotheses import LineHypotheses, MapGrid, TextLine
+from cuneidet.data.line_geometry import LineHypotheses, MapGrid, TextLine
 from cuneidet.utils.timing import median_seconds, report_figures
 
 ALL_VIEWS = 2983

@@ -60,10 +60,11 @@ def test_photo(photo: Path, scale: float, size: tuple[int, int], out: Path) -> P
 
 def default_photo(data_dir: str | None) -> tuple[Path, float]:
     """The test_full view with the most boxes: its photo cropped to the view, and its scale."""
-    from cuneidet.data.csdd import CSDD, annotated_segments
+    from cuneidet.data.csdd import CSDD
     from cuneidet.data.location import resolve_data_dir
     from cuneidet.data.segments import crop_segment
     from cuneidet.data.sources import build_photo_source
+    from cuneidet.data.views import annotated_segments
 
     csdd = CSDD(resolve_data_dir(data_dir))
     view = max(annotated_segments(csdd, ["test_full"]), key=lambda s: len(s.boxes))

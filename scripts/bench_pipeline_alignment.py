@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cuneidet.data.csdd import AnnotatedSegment
+from cuneidet.data.line_geometry import LineHypotheses
+from cuneidet.data.views import AnnotatedSegment
 from cuneidet.lines.artifacts import write_view_artifacts
-from cuneidet.lines.hypotheses import LineHypotheses
 from cuneidet.pipeline.align_stage import AlignSettings, align_views, place_views
 from cuneidet.pipeline.detect import write_detections
 from cuneidet.pipeline.views import WeakView

@@ -20,8 +20,9 @@ import logging
 
 import pandas as pd
 
-from cuneidet.data.csdd import CSDD, annotated_segments
+from cuneidet.data.csdd import CSDD
 from cuneidet.data.location import resolve_data_dir
+from cuneidet.data.views import annotated_segments
 from cuneidet.lines.metrics import LineScores, match_lines
 from cuneidet.lines.truth import line_views, truth_from_boxes
 from cuneidet.utils.io import atomic_open

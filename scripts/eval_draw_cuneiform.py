@@ -23,9 +23,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from cuneidet.classify.drawings import drawing_crop, rank_signs
-from cuneidet.cli.common import git_commit
 from cuneidet.deploy.runtime import load_onnx_detector
 from cuneidet.utils.io import write_json
+from cuneidet.utils.provenance import git_commit
 
 CANVAS = 320
 

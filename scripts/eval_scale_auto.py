@@ -30,10 +30,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from cuneidet.data.csdd import CSDD, annotated_segments
+from cuneidet.data.csdd import CSDD
 from cuneidet.data.location import resolve_data_dir
 from cuneidet.data.segments import PhotoCache, crop_segment
 from cuneidet.data.sources import build_photo_source
+from cuneidet.data.views import annotated_segments
 from cuneidet.deploy.runtime import load_onnx_detector
 from cuneidet.eval.paper_metric import PaperSignMAP
 from cuneidet.inference.predict import PhotoRequest, predict_photos

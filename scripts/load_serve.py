@@ -36,8 +36,8 @@ import httpx
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cuneidet.cli.common import git_commit
 from cuneidet.utils.io import write_json
+from cuneidet.utils.provenance import git_commit
 
 PASSWORD = "load-test-password"
 

@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cuneidet.cli.lines import load_line_module
 from cuneidet.data.csdd import CSDD
 from cuneidet.data.location import resolve_data_dir
 from cuneidet.data.sources import build_photo_source
 from cuneidet.lines.audit import shift_scores
 from cuneidet.lines.data import normalize
+from cuneidet.lines.module import load_line_module
 from cuneidet.lines.predict import line_probability
 
 

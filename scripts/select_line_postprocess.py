@@ -25,10 +25,11 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from cuneidet.cli.lines import load_line_module, real_views
+from cuneidet.cli.lines import real_views
 from cuneidet.lines.data import LineDataModule, normalize
 from cuneidet.lines.evaluate import score_view
 from cuneidet.lines.metrics import LineScores
+from cuneidet.lines.module import load_line_module
 from cuneidet.lines.predict import hypotheses_from_probability, line_probability
 from cuneidet.utils.io import atomic_open
 

@@ -21,13 +21,17 @@ class ConfigError(CuneidetError, ValueError):
     """A configuration value is invalid or inconsistent."""
 
 
+class OutputError(CuneidetError, OSError):
+    """An output file or folder cannot be written: read-only, not permitted or the disk full."""
+
+
 class ModelFileError(DataFormatError):
     """An exported model (ONNX graph or its JSON sidecar) is corrupt, foreign or mismatched."""
 
 
 class UploadRejectedError(CuneidetError):
     """An uploaded file is refused: too large (``status_code`` 413), not a JPEG/PNG/TIFF by
-    content or not decodable (415)."""
+    content or not decodable (415), or the server's disk is full (507)."""
 
     def __init__(self, message: str, status_code: int) -> None:
         super().__init__(message)

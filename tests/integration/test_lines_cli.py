@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cuneidet.lines.hypotheses import LineHypotheses
+from cuneidet.data.line_geometry import LineHypotheses
 from tests.integration.test_cli import run_app
 from tests.synthetic_csdd import make_synthetic_csdd
 

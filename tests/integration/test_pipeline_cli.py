@@ -11,7 +11,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 
 from cuneidet.config import config_dir
-from cuneidet.inference.export import read_paper_csv
+from cuneidet.data.detection_files import read_paper_csv
 from cuneidet.pipeline import align_stage
 from cuneidet.pipeline import detect as detect_module
 from cuneidet.pipeline.run import run_pipeline, train_config
@@ -211,7 +211,7 @@ def test_a_run_killed_during_a_stage_resumes_to_the_same_artifacts(
 def test_training_resumes_from_the_last_checkpoint_of_an_unfinished_stage(pipeline_run, tmp_path):
     args = _overrides(pipeline_run["data"], pipeline_run["line_ckpt"], tmp_path / "outputs")
     cfg = _compose([*args, f"paths.output_dir={tmp_path / 'run'}"])
-    from cuneidet.pipeline.run import make_context
+    from cuneidet.pipeline.context import make_context
     from cuneidet.pipeline.stages import StageResult
 
     ctx = make_context(cfg)
@@ -245,7 +245,8 @@ def test_bad_settings_are_clear_errors(pipeline_run, tmp_path):
 
 def test_another_pipeline_reuses_a_matching_line_stage(pipeline_run, tmp_path):
     from cuneidet.errors import ConfigError
-    from cuneidet.pipeline.run import lines_stage, make_context
+    from cuneidet.pipeline.context import make_context
+    from cuneidet.pipeline.run import lines_stage
 
     args = _overrides(pipeline_run["data"], pipeline_run["line_ckpt"], tmp_path / "outputs")
     shared = f"pipeline.lines_from={pipeline_run['pipeline']}"

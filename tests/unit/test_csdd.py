@@ -10,21 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cuneidet.data.csdd import (
-    CSDD,
-    NUM_DETECTOR_CLASSES,
-    WEAK_COLLECTIONS,
-    AnnotatedSegment,
-    annotated_segments,
+from cuneidet.data.csdd import CSDD, NUM_DETECTOR_CLASSES, WEAK_COLLECTIONS
+from cuneidet.data.location import resolve_data_dir
+from cuneidet.data.sources import FolderSource
+from cuneidet.data.summaries import (
     annotated_tablets,
     box_set_summary,
     dataset_summary,
-    parse_bbox_column,
-    parse_segment_key,
     weak_set_summary,
 )
-from cuneidet.data.location import resolve_data_dir
-from cuneidet.data.sources import FolderSource
+from cuneidet.data.tables import parse_bbox_column, parse_segment_key
+from cuneidet.data.views import AnnotatedSegment, annotated_segments
 from cuneidet.errors import ConfigError, DataFormatError, DataNotFoundError
 from tests.fixtures_csdd import BOX_ROWS, TINY_COUNTS, make_tiny_csdd
 

@@ -31,7 +31,8 @@ from cuneidet.forge.render import (
     sign_impression,
 )
 from cuneidet.forge.runner import render_many
-from cuneidet.forge.store import TRUTH_COLUMNS, Forge, ForgeSource, tablet_rng
+from cuneidet.forge.source import ForgeSource
+from cuneidet.forge.store import TRUTH_COLUMNS, Forge, tablet_rng
 from tests.fixtures_csdd import make_tiny_csdd
 from tests.fixtures_font import make_cuneiform_font
 

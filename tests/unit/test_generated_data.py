@@ -9,10 +9,10 @@ import pytest
 
 from cuneidet.data.csdd import CSDD
 from cuneidet.data.datamodule import CSDDDataModule
+from cuneidet.data.detection_files import write_paper_csv
 from cuneidet.data.generated import generated_segments, read_generated
+from cuneidet.data.segments import view_stem
 from cuneidet.errors import ConfigError, DataFormatError
-from cuneidet.inference.export import write_paper_csv
-from cuneidet.lines.artifacts import view_stem
 from tests.synthetic_csdd import make_synthetic_csdd
 
 
@@ -85,7 +85,7 @@ def test_generated_segments_are_segment_local_and_skip_unknown_views(data_dir, c
 
 
 def csdd_segments(csdd):
-    from cuneidet.data.csdd import annotated_segments
+    from cuneidet.data.views import annotated_segments
 
     return annotated_segments(csdd, ["train_full"])
 

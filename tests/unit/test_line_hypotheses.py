@@ -8,14 +8,9 @@ import math
 import numpy as np
 import pytest
 
+from cuneidet.data.line_geometry import LineHypotheses, MapGrid, on_line_window
 from cuneidet.errors import ConfigError
-from cuneidet.lines.hypotheses import (
-    METHODS,
-    LineHypotheses,
-    MapGrid,
-    detect_lines,
-    on_line_window,
-)
+from cuneidet.lines.hypotheses import METHODS, detect_lines
 
 GRID32 = MapGrid(stride=32.0, offset=113.0)
 GRID8 = MapGrid(stride=8.0, offset=101.0)  # the four stride-8 cells inside each stride-32 cell

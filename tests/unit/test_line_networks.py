@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from cuneidet.align import prepare_transliteration
+from cuneidet.data.line_geometry import MapGrid
 from cuneidet.errors import ConfigError
 from cuneidet.lines.data import LineCropDataset, LineSample, normalize
-from cuneidet.lines.hypotheses import MapGrid
 from cuneidet.lines.module import cell_targets
 from cuneidet.lines.networks import LineSegNet, PaperLineNet
 from cuneidet.lines.predict import (
@@ -187,8 +187,7 @@ def _save_checkpoint(path, overrides):
 
 
 def test_checkpoint_kinds_are_not_mixed_up(tmp_path):
-    from cuneidet.cli.lines import load_line_module
-    from cuneidet.lines.module import LineModule
+    from cuneidet.lines.module import LineModule, load_line_module
     from cuneidet.models.checkpoint import load_module
 
     detector = _save_checkpoint(tmp_path / "detector.ckpt", [])
@@ -281,7 +280,7 @@ def test_postprocess_settings_reach_their_own_fields(tmp_path):
     checkpoint written before a setting existed gets that setting's default."""
     import dataclasses
 
-    from cuneidet.cli.lines import load_line_module
+    from cuneidet.lines.module import load_line_module
 
     settings = {
         "threshold": 0.6,

@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 
 from cuneidet.data.csdd import CSDD
+from cuneidet.data.detection_files import read_paper_csv, write_paper_csv
+from cuneidet.data.line_geometry import LineHypotheses, MapGrid, TextLine
 from cuneidet.errors import ConfigError
-from cuneidet.inference.export import read_paper_csv, write_paper_csv
 from cuneidet.lines.artifacts import write_view_artifacts
-from cuneidet.lines.hypotheses import LineHypotheses, MapGrid, TextLine
 from cuneidet.pipeline.align_stage import (
     AlignSettings,
     align_views,

@@ -16,8 +16,8 @@ from cuneidet.align.placement import (
     refine_boxes,
     spread_run,
 )
+from cuneidet.data.line_geometry import LineHypotheses, MapGrid, TextLine
 from cuneidet.errors import ConfigError, DataFormatError
-from cuneidet.lines.hypotheses import LineHypotheses, MapGrid, TextLine
 
 H = 64.0  # half the sign height
 

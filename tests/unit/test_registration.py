@@ -10,11 +10,11 @@ import pytest
 from PIL import Image
 
 from cuneidet.data.csdd import CSDD
+from cuneidet.data.line_geometry import MapGrid
 from cuneidet.data.location import resolve_data_dir
 from cuneidet.data.registration import SEGMENT_SHIFTS, SegmentShift, shift_columns
 from cuneidet.errors import DataNotFoundError
 from cuneidet.lines.audit import shift_scores
-from cuneidet.lines.hypotheses import MapGrid
 
 SHIFT = SegmentShift("test", "T1", 3, dx=10, dy=-4, photo_size=(100, 100), evidence="test")
 

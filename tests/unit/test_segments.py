@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cuneidet.data.csdd import CSDD, annotated_segments
+from cuneidet.data.csdd import CSDD
 from cuneidet.data.segments import (
     PhotoCache,
     crop_segment,
@@ -30,6 +30,7 @@ from cuneidet.data.segments import (
     segment_to_scaled,
 )
 from cuneidet.data.sources import FolderSource
+from cuneidet.data.views import annotated_segments
 from cuneidet.errors import ConfigError, DataFormatError
 from tests.fixtures_csdd import make_tiny_csdd
 

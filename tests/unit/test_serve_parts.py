@@ -12,7 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from cuneidet.data.csdd import CSDD, annotated_segments
+from cuneidet.data.csdd import CSDD
+from cuneidet.data.views import annotated_segments
 from cuneidet.errors import ConfigError, UploadRejectedError
 from cuneidet.serve.db import SCHEMA_VERSION, open_database
 from cuneidet.serve.detection import assign_lines, group_signs, nearest_line

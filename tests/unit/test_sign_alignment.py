@@ -10,32 +10,31 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cuneidet.align.layout import null_hypothesis
-from cuneidet.align.sign_alignment import (
+from cuneidet.align.costs import (
     GM_DEFAULTS,
     HP04,
-    SIGN_COLUMNS,
     AlignmentParams,
-    _best_per_class,
     adjacent_cost,
-    align_signs,
-    align_view,
-    align_view_lines,
-    assignment_from_scores,
     box_iou,
     confidence_cost,
     direction_angle,
-    gm_score,
-    line_score_matrices,
     long_range_cost,
-    monotone_path,
     offset_cost,
-    ransac_score,
     spacing_cost,
 )
+from cuneidet.align.layout import null_hypothesis
+from cuneidet.align.line_scores import (
+    _best_per_class,
+    align_view_lines,
+    assignment_from_scores,
+    line_score_matrices,
+    monotone_path,
+)
+from cuneidet.align.sign_alignment import SIGN_COLUMNS, align_view
+from cuneidet.align.solver import align_signs, gm_score, ransac_score
 from cuneidet.align.transliteration import TransliterationLine, ViewTransliteration
+from cuneidet.data.line_geometry import LineHypotheses, MapGrid, TextLine
 from cuneidet.errors import ConfigError, DataFormatError
-from cuneidet.lines.hypotheses import LineHypotheses, MapGrid, TextLine
 
 RIGHT = np.array([1.0, 0.0])
 

@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from cuneidet.data.cdli import CdliDownloader, DownloadReport
 from cuneidet.data.sources import (
-    CdliDownloader,
     ChainSource,
-    DownloadReport,
     FolderSource,
     InvalidTabletIdError,
     PhotoSource,
@@ -491,3 +490,9 @@ def test_register_photo_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(ConfigError, match="already registered"):
         register_photo_source("museum", factory)
     register_photo_source("museum", factory, overwrite=True)
+
+
+def test_only_a_source_that_makes_its_photos_knows_their_true_boxes(tmp_path: Path) -> None:
+    source = FolderSource(tmp_path)
+    with pytest.raises(ConfigError, match=r"does not know the true sign boxes.*forge"):
+        source.truth_segments(["saa01"])

@@ -230,10 +230,10 @@ def test_eval_overrides_of_the_decoding_are_checked_and_applied():
     assert det.head.cut_level == 3 and det.head.min_pixels == 2
     with pytest.raises(ConfigError, match="cut_level"):
         set_watershed(module, {"cut_level": K}, "x.ckpt")
-    with pytest.raises(ConfigError, match="watershed.levels is unknown"):
+    with pytest.raises(ConfigError, match=r"watershed\.levels is unknown"):
         set_watershed(module, {"levels": 4}, "x.ckpt")
     anchors = SimpleNamespace(detector=SimpleNamespace(head=SSDHead()))
-    with pytest.raises(ConfigError, match="apply to watershed heads; x.ckpt has a SSDHead"):
+    with pytest.raises(ConfigError, match=r"apply to watershed heads; x\.ckpt has a SSDHead"):
         set_watershed(anchors, {"cut_level": 3}, "x.ckpt")
 
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from cuneidet.align.transliteration import SIGN_HEIGHT, TransliterationLine
-from cuneidet.lines.hypotheses import TextLine
+from cuneidet.data.line_geometry import TextLine
 
 
 def null_hypothesis(line: TextLine, text: TransliterationLine) -> np.ndarray:

@@ -35,8 +35,8 @@ from numpy.typing import ArrayLike
 
 from cuneidet.align.layout import null_hypothesis, sign_boxes
 from cuneidet.align.transliteration import SIGN_HEIGHT, TransliterationLine, ViewTransliteration
+from cuneidet.data.line_geometry import DEFAULT_PITCH_PX, LineHypotheses, TextLine
 from cuneidet.errors import ConfigError, DataFormatError
-from cuneidet.lines.hypotheses import DEFAULT_PITCH_PX, LineHypotheses, TextLine
 
 REFINE_CLIP = 80.0
 """Half height (px) of the band around the line that refined boxes are clipped to."""

@@ -25,6 +25,7 @@ from cuneidet.data.datamodule import CSDDDataModule
 from cuneidet.data.datasets import SegmentSample, to_input_tensor
 from cuneidet.data.transforms import seed_pipeline
 from cuneidet.errors import ConfigError
+from cuneidet.forge.store import Forge
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,10 @@ class CropDataModule(CSDDDataModule):
         hp = self.hparams
         if stage in (None, "fit") and hp.forge_crop_collections and not self.forge_patches:
             self.forge_patches = self._forge_patches()
+
+    def forge(self) -> Forge:
+        """The :class:`~cuneidet.forge.store.Forge` of this data's settings."""
+        return Forge(self.csdd.data_dir, **self.forge_options())
 
     def _forge_patches(self) -> list[SegmentSample]:
         """Forge crops of ``forge_crop_collections`` (validation and test tablets left out)."""

@@ -18,9 +18,10 @@ import numpy as np
 from skimage.exposure import match_histograms
 
 from cuneidet.data.crops import crop_windows, warp_crop
-from cuneidet.data.csdd import AnnotatedSegment
 from cuneidet.data.datasets import SegmentSample, load_segment_samples
-from cuneidet.forge.store import Forge, ForgeSource
+from cuneidet.data.views import AnnotatedSegment
+from cuneidet.forge.source import ForgeSource
+from cuneidet.forge.store import Forge
 from cuneidet.forge.supervision import truth_segments
 
 log = logging.getLogger(__name__)

@@ -23,15 +23,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from cuneidet.data.csdd import (
-    CSDD,
-    AnnotatedSegment,
-    LabelMap,
-    annotated_tablets,
-    dataset_summary,
-    parse_segment_key,
-    segment_from_row,
-)
+from cuneidet.data.csdd import CSDD
+from cuneidet.data.labels import LabelMap
 from cuneidet.data.location import resolve_data_dir
 from cuneidet.data.segments import (
     PhotoCache,
@@ -39,6 +32,9 @@ from cuneidet.data.segments import (
     points_segment_to_scaled,
 )
 from cuneidet.data.sources import build_photo_source
+from cuneidet.data.summaries import annotated_tablets, dataset_summary
+from cuneidet.data.tables import parse_segment_key
+from cuneidet.data.views import AnnotatedSegment, segment_from_row
 from cuneidet.errors import ConfigError, CuneidetError
 from cuneidet.utils.io import atomic_path, write_json
 
@@ -127,7 +123,7 @@ def run_check(args: argparse.Namespace, csdd: CSDD) -> int:
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    """Render the summary of :func:`~cuneidet.data.csdd.dataset_summary` with rich."""
+    """Render the summary of :func:`~cuneidet.data.summaries.dataset_summary` with rich."""
     from rich.console import Console
     from rich.table import Table
 

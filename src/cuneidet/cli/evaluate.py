@@ -10,11 +10,12 @@ import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
-from cuneidet.cli.common import command_line, git_commit, save_config, task_wrapper
+from cuneidet.cli.common import task_wrapper
 from cuneidet.config import config_dir
 from cuneidet.eval.evaluate import write_test_report
 from cuneidet.models.checkpoint import load_module
 from cuneidet.utils.instantiate import instantiate, instantiate_list
+from cuneidet.utils.provenance import command_line, git_commit, save_config
 
 log = logging.getLogger("cuneidet.eval")
 

@@ -9,13 +9,14 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from cuneidet.cli.common import command_line, git_commit, save_config, task_wrapper
+from cuneidet.cli.common import task_wrapper
 from cuneidet.cli.predict import label_map_or_none
 from cuneidet.config import config_dir
 from cuneidet.deploy.export import export_onnx
 from cuneidet.deploy.sidecar import file_sha256
 from cuneidet.errors import ConfigError
 from cuneidet.models.checkpoint import load_module
+from cuneidet.utils.provenance import command_line, git_commit, save_config
 
 log = logging.getLogger("cuneidet.export")
 

@@ -9,21 +9,16 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from cuneidet.cli.common import (
-    command_line,
-    git_commit,
-    hardware_description,
-    save_config,
-    task_wrapper,
-)
+from cuneidet.cli.common import task_wrapper
 from cuneidet.config import config_dir
 from cuneidet.data.location import resolve_data_dir
 from cuneidet.data.sources import build_photo_source
-from cuneidet.errors import ConfigError
+from cuneidet.errors import ConfigError, CuneidetError
 from cuneidet.forge.runner import render_many
 from cuneidet.forge.sheet import forge_vs_real_sheet
 from cuneidet.forge.store import Forge
 from cuneidet.utils.io import write_json
+from cuneidet.utils.provenance import command_line, git_commit, hardware_description, save_config
 
 log = logging.getLogger("cuneidet.forge")
 ACTIONS = ("render", "sheet")
@@ -76,6 +71,12 @@ def forge_app(cfg: DictConfig) -> dict[str, Any]:
     report = render_many(
         forge, tablets, workers=cfg.workers, overwrite=cfg.overwrite, progress=cfg.progress
     )
+    if report.failed and not report.rendered and not report.cached:
+        # a failure every tablet shares (the font, the settings) is an error, not a skip
+        tablet, reason = next(iter(report.failed.items()))
+        raise CuneidetError(
+            f"all {len(report.failed)} tablets failed, nothing was rendered; {tablet}: {reason}"
+        )
     summary = {
         **report.as_dict(),
         "forge_dir": str(forge.directory),

@@ -16,42 +16,27 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from cuneidet.align import view_transliteration
-from cuneidet.cli.common import (
-    command_line,
-    git_commit,
-    hardware_description,
-    save_config,
-    task_wrapper,
-)
+from cuneidet.cli.common import task_wrapper
 from cuneidet.config import config_dir
-from cuneidet.data.csdd import CSDD, segment_from_row
+from cuneidet.data.csdd import CSDD
 from cuneidet.data.location import resolve_data_dir
-from cuneidet.data.segments import PhotoCache, load_segment_image
+from cuneidet.data.segments import PhotoCache, load_segment_image, view_stem
 from cuneidet.data.sources import build_photo_source
+from cuneidet.data.views import segment_from_row
 from cuneidet.errors import ConfigError, CuneidetError
-from cuneidet.lines.artifacts import draw_overlay, view_stem, write_overlay, write_view_artifacts
+from cuneidet.lines.artifacts import draw_overlay, write_overlay, write_view_artifacts
 from cuneidet.lines.data import LineDataModule, normalize
 from cuneidet.lines.evaluate import evaluate_samples, forge_samples, truth_lines_summary
 from cuneidet.lines.metrics import summary_of_rows
-from cuneidet.lines.module import LineModule
+from cuneidet.lines.module import LineModule, load_line_module
 from cuneidet.lines.predict import LinePostprocess, hypotheses_from_probability, line_probability
 from cuneidet.lines.truth import LineView, box_line_views, line_views
-from cuneidet.models.checkpoint import rebuild_module
 from cuneidet.utils.io import atomic_open, write_json
+from cuneidet.utils.provenance import command_line, git_commit, hardware_description, save_config
 
 log = logging.getLogger("cuneidet.lines")
 ACTIONS = ("predict", "evaluate")
 BOX_SPLIT = "boxes"  # evaluate.real_splits entry: views known by their sign boxes only
-
-
-def load_line_module(ckpt_path: str) -> LineModule:
-    module = rebuild_module(ckpt_path)
-    if not isinstance(module, LineModule):
-        raise ConfigError(
-            f"{ckpt_path} holds a {type(module).__name__}, not a line network; train one with "
-            "cuneidet-train model=line_net"
-        )
-    return module
 
 
 POSTPROCESS_KEYS = (

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cuneidet.errors import CuneidetError, ImageLoadError
@@ -22,18 +23,23 @@ def _read_image(path: Path) -> np.ndarray:
             handle.load()
             return np.asarray(handle.convert("RGBA"))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise ImageLoadError(f"cannot read {path} as an image: {error}") from error
+        raise ImageLoadError(
+            f"cannot read {path} as an image ({error}); give a PNG or JPEG drawing: dark "
+            "strokes on a light ground"
+        ) from error
 
 
 def predict(args: argparse.Namespace, console: Console) -> None:
-    from cuneidet.oracle.data import charset, read_index
+    image = _read_image(args.image)  # the cheap check first: a bad file fails at once
+
+    from cuneidet.oracle.data import charset, read_index  # torch: seconds to import
     from cuneidet.oracle.predict import load_oracle_model
 
     expected = None
     if args.index:
         expected = charset(read_index(Path(args.index)))
     model = load_oracle_model(args.ckpt, expected)
-    ranking, _ = model.rank(_read_image(args.image), args.top)
+    ranking, _ = model.rank(image, args.top)
     table = Table(title=f"{args.image.name}: the {len(ranking)} most likely characters")
     table.add_column("rank", justify="right")
     table.add_column("character")
@@ -66,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         predict(args, console)
     except CuneidetError as error:
-        console.print(f"[red]error:[/red] {error}", highlight=False)
+        # not wrapped (paths stay whole), not read as markup ("[x1, y1]" is no style)
+        console.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
         return 2
     return 0
 

@@ -13,8 +13,9 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from cuneidet.cli.common import save_config, task_wrapper
+from cuneidet.cli.common import task_wrapper
 from cuneidet.config import config_dir
+from cuneidet.utils.provenance import save_config
 
 log = logging.getLogger("cuneidet.pipeline")
 

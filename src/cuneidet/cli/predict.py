@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -12,16 +13,18 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from cuneidet.cli.common import save_config, task_wrapper
+from cuneidet.cli.common import task_wrapper
 from cuneidet.config import config_dir
-from cuneidet.data.csdd import CSDD, LabelMap
+from cuneidet.data.csdd import CSDD
+from cuneidet.data.detection_files import write_coco_json, write_paper_csv
+from cuneidet.data.labels import LabelMap
 from cuneidet.data.location import resolve_data_dir
 from cuneidet.deploy.runtime import InferenceModel, load_inference_model
-from cuneidet.errors import ConfigError, CuneidetError, DataFormatError
-from cuneidet.inference.export import write_coco_json, write_paper_csv
+from cuneidet.errors import ConfigError, CuneidetError, DataFormatError, DataNotFoundError
 from cuneidet.inference.predict import PhotoRequest, predict_photos
 from cuneidet.inference.scale import ScaleSettings
-from cuneidet.utils.io import write_csv, write_json
+from cuneidet.utils.io import check_writable, write_csv, write_json
+from cuneidet.utils.provenance import save_config
 
 log = logging.getLogger("cuneidet.predict")
 
@@ -29,12 +32,29 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
 
 
 def expand_inputs(inputs: Any) -> list[Path]:
-    """Files, folders (their images) and glob patterns → sorted, de-duplicated image paths."""
+    """Files, folders (their images) and glob patterns → sorted, de-duplicated image paths.
+
+    A path that does not exist or a pattern that matches nothing is a :class:`DataNotFoundError`
+    (a typo must not give an empty result); unreadable photos are skipped later, counted.
+    """
     items = [inputs] if isinstance(inputs, str) else list(inputs)
     paths: list[Path] = []
     for item in items:
         item = str(item)
-        matches = [Path(m) for m in sorted(glob.glob(item))] or [Path(item)]
+        if glob.has_magic(item):
+            matches = [Path(m) for m in sorted(glob.glob(item))]
+            if not matches:
+                raise DataNotFoundError(
+                    f"inputs: the pattern {item} matches no file; check the folder and the "
+                    "pattern (quote it on the command line: 'inputs=[photos/*.jpg]')"
+                )
+        elif not Path(item).exists():
+            raise DataNotFoundError(
+                f"inputs: {item} does not exist; give photo files, folders of photos or glob "
+                "patterns (inputs=[photos/a.jpg,more_photos/])"
+            )
+        else:
+            matches = [Path(item)]
         for match in matches:
             if match.is_dir():
                 paths += sorted(p for p in match.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -42,25 +62,79 @@ def expand_inputs(inputs: Any) -> list[Path]:
                 paths.append(match)
     unique = list(dict.fromkeys(paths))
     if not unique:
-        raise ConfigError(f"inputs={items} matched no photographs")
+        raise ConfigError(
+            f"inputs={items} hold no photographs ({', '.join(sorted(IMAGE_SUFFIXES))}); give "
+            "photo files, folders of photos or glob patterns"
+        )
     return unique
 
 
+SCALES_FORMAT = "expected columns name,scale[,x0,y0,x1,y1] (one row per photo)"
+BBOX_COLUMNS = ("x0", "y0", "x1", "y1")
+
+
 def read_scales(path: str | Path) -> dict[str, dict[str, Any]]:
-    """scales_csv: columns ``name,scale`` and optionally a segment ``x0,y0,x1,y1`` per row."""
-    frame = pd.read_csv(path)
+    """scales_csv: columns ``name,scale`` and optionally a segment ``x0,y0,x1,y1`` per row.
+
+    Every problem is a :class:`DataFormatError` naming the file and line: a missing column, a
+    photo named twice, a scale that is not a positive number or ``auto``, a bbox that is not
+    four numbers (leave all four empty for the whole photo).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataNotFoundError(f"scales_csv={path} does not exist; {SCALES_FORMAT}")
+    try:
+        frame = pd.read_csv(path, dtype={"name": str})
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise DataFormatError(
+            f"{path}: cannot be read as CSV ({error}); {SCALES_FORMAT}"
+        ) from error
     missing = {"name", "scale"} - set(frame.columns)
     if missing:
         raise DataFormatError(
-            f"{path}: missing column(s) {sorted(missing)}; expected name,scale[,x0,y0,x1,y1]"
+            f"{path}: missing column(s) {sorted(missing)}; {SCALES_FORMAT}, found "
+            f"{list(frame.columns)}"
         )
-    has_bbox = {"x0", "y0", "x1", "y1"} <= set(frame.columns)
-    rows = {}
-    for number, row in enumerate(frame.itertuples(index=False), start=2):
-        scale = parse_scale(row.scale, f"{path}: line {number}")
-        bbox = (row.x0, row.y0, row.x1, row.y1) if has_bbox else None
-        rows[str(row.name)] = {"scale": scale, "bbox": bbox}
+    present = [c for c in BBOX_COLUMNS if c in frame.columns]
+    if present and len(present) < len(BBOX_COLUMNS):
+        raise DataFormatError(
+            f"{path}: has bbox column(s) {present} but not all of {list(BBOX_COLUMNS)}; "
+            "give all four or none"
+        )
+    rows: dict[str, dict[str, Any]] = {}
+    lines: dict[str, int] = {}
+    for number, row in enumerate(frame.to_dict("records"), start=2):
+        name = str(row["name"])
+        if name in lines:
+            raise DataFormatError(
+                f"{path}: photo {name!r} is named on line {lines[name]} and again on line "
+                f"{number}; keep one row per photo"
+            )
+        lines[name] = number
+        try:
+            scale = parse_scale(row["scale"], f"{path}: line {number}")
+        except ConfigError as error:
+            raise DataFormatError(str(error)) from error
+        bbox = _bbox_of(row, path, number) if present else None
+        rows[name] = {"scale": scale, "bbox": bbox}
     return rows
+
+
+def _bbox_of(row: dict[str, Any], path: Path, number: int) -> tuple[float, ...] | None:
+    values = [row[c] for c in BBOX_COLUMNS]
+    if all(pd.isna(v) for v in values):
+        return None  # the whole photo
+    try:
+        bbox = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        bbox = (float("nan"),)
+    if len(bbox) != 4 or not all(math.isfinite(v) for v in bbox):
+        shown = ", ".join(f"{c}={v!r}" for c, v in zip(BBOX_COLUMNS, values, strict=True))
+        raise DataFormatError(
+            f"{path}: line {number} has a bad segment bbox ({shown}); give four pixel numbers "
+            "x0,y0,x1,y1 or leave all four empty for the whole photo"
+        )
+    return bbox
 
 
 def parse_scale(value: Any, where: str = "scale") -> float | None:
@@ -86,6 +160,22 @@ def scale_settings(cfg: DictConfig, model: InferenceModel) -> ScaleSettings:
         return ScaleSettings(**merged)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"scale_auto: {error}") from error
+
+
+def tiling_settings(tiling: Any) -> dict[str, int | None]:
+    """``tiling.*`` checked: whole positive numbers (``tile_size`` may be null)."""
+    checked: dict[str, int | None] = {}
+    for key, minimum in (("tile_size", 1), ("tile_overlap", 0), ("max_pixels", 1)):
+        value = tiling.get(key)
+        if value is None and key == "tile_size":
+            checked[key] = None
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            kind = "a whole number ≥ 0" if minimum == 0 else "a positive whole number"
+            extra = " or null" if key == "tile_size" else ""
+            raise ConfigError(f"tiling.{key} must be {kind}{extra}, got {value!r}")
+        checked[key] = value
+    return checked
 
 
 def build_requests(
@@ -119,6 +209,11 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     save_config(cfg, output_dir)
     scale = parse_scale(cfg.scale)
+    tiling = tiling_settings(cfg.tiling)
+    # the cheap checks of the inputs and outputs first: a typo fails before the model loads
+    requests = build_requests(expand_inputs(cfg.inputs), scale, cfg.scales_csv)
+    for target in (cfg.output.csv, cfg.output.coco, cfg.output.scales):
+        check_writable(target)
     device = cfg.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() and cfg.runtime == "torch" else "cpu"
@@ -132,14 +227,11 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         recogniser=_container(cfg.get("recogniser")),
     )
     inference = dict(model.inference)
-    requests = build_requests(expand_inputs(cfg.inputs), scale, cfg.scales_csv)
     detections = predict_photos(
         model.detector,
         requests,
         scale_settings=scale_settings(cfg, model),
-        tile_size=cfg.tiling.tile_size,
-        tile_overlap=cfg.tiling.tile_overlap,
-        max_pixels=cfg.tiling.max_pixels,
+        **tiling,
         device=device,
         **inference,
     )

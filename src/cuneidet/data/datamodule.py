@@ -7,25 +7,23 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 
-from cuneidet.data.csdd import CSDD, AnnotatedSegment, annotated_segments
+from cuneidet.data.csdd import CSDD
 from cuneidet.data.datasets import (
     SegmentSample,
     load_segment_samples,
 )
 from cuneidet.data.generated import generated_segments, read_generated, read_line_cells
 from cuneidet.data.location import resolve_data_dir
+from cuneidet.data.segments import view_stem
 from cuneidet.data.sources import PhotoSource, build_photo_source
 from cuneidet.data.tiled import TiledDetectionData
+from cuneidet.data.views import AnnotatedSegment, annotated_segments
 from cuneidet.errors import ConfigError
-from cuneidet.lines.artifacts import view_stem
-
-if TYPE_CHECKING:
-    from cuneidet.forge.store import Forge
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +193,14 @@ class CSDDDataModule(TiledDetectionData, pl.LightningDataModule):
                 sample.labels = np.ones_like(sample.labels)
         return samples
 
+    @property
+    def test_segments_skipped(self) -> int:
+        """Test segments left out because their photograph could not be loaded (counted in
+        ``metrics.json``, so that a mAP over fewer views does not pass unnoticed)."""
+        if self.test_samples is None:
+            return 0
+        return len(self.test_segments) - len(self.test_samples)
+
     # -- Lightning hooks --------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
@@ -215,6 +221,14 @@ class CSDDDataModule(TiledDetectionData, pl.LightningDataModule):
                 raise ConfigError(
                     f"tablets {sorted(overlap)[:5]} are in both data.train_sets and "
                     "data.test_sets; choose disjoint sets"
+                )
+            if hp.train_on_boxes and not (
+                self.train_segments or hp.generated or hp.forge_train_collections
+            ):
+                raise ConfigError(
+                    f"data.train_sets={list(hp.train_sets)} hold no boxes on assigned segments "
+                    "outside the validation and excluded tablets; choose box sets with boxes "
+                    "(e.g. train_full) or give generated labels (data.generated)"
                 )
             if not hp.train_on_boxes:
                 self.train_segments = []
@@ -241,33 +255,25 @@ class CSDDDataModule(TiledDetectionData, pl.LightningDataModule):
             self.test_segments = self._select(hp.test_sets)
             self.test_samples = self._load(self.test_segments, self.test_source)
 
-    def forge(self) -> Forge:
-        """The :class:`~cuneidet.forge.store.Forge` of this data's settings (the photo source's
-        forge options when it is ``forge`` or ``folder+forge``, the defaults otherwise)."""
-        from cuneidet.forge.store import Forge
-
+    def forge_options(self) -> dict[str, Any]:
+        """The forge settings of this data: the photo source's options when it is ``forge`` or
+        ``folder+forge``, the defaults otherwise."""
         hp = self.hparams
         forge_kinds = ("forge", "folder+forge")
         options = dict(hp.image_source_options or {}) if hp.image_source in forge_kinds else {}
         options.pop("extensions", None)
-        return Forge(self.csdd.data_dir, **options)
+        return options
 
     def _forge_train_samples(self, overlap_check: set[str]) -> list[SegmentSample]:
         """Supervised-on-forge: forged views of data.forge_train_collections, truth as labels."""
-        from cuneidet.forge import ForgeSource
-        from cuneidet.forge.supervision import truth_segments
-
         hp = self.hparams
-        forge = self.forge()
+        source = build_photo_source("forge", self.csdd.data_dir, **self.forge_options())
         held_out = overlap_check | {s.tablet for s in self.val_segments}
-        segments = truth_segments(
-            forge,
-            list(hp.forge_train_collections),
-            exclude_tablets=held_out,
-            progress=hp.progress,
+        segments = source.truth_segments(
+            list(hp.forge_train_collections), exclude_tablets=held_out, progress=hp.progress
         )
         self.train_segments += segments
-        return self._load(segments, ForgeSource(forge))
+        return self._load(segments, source)
 
     def _generated_train_samples(self) -> list[SegmentSample]:
         """Views of the generated CSVs (minus validation, test and excluded tablets), with the

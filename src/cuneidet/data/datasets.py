@@ -14,13 +14,13 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 from tqdm.auto import tqdm
 
-from cuneidet.data.csdd import AnnotatedSegment
+from cuneidet.data.line_geometry import LineCells
 from cuneidet.data.segments import extract_segment
 from cuneidet.data.sources import PhotoSource
 from cuneidet.data.tiling import Tile
 from cuneidet.data.transforms import seed_pipeline
+from cuneidet.data.views import AnnotatedSegment
 from cuneidet.errors import CuneidetError, ImageLoadError
-from cuneidet.lines.hypotheses import LineCells
 
 log = logging.getLogger(__name__)
 

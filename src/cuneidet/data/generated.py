@@ -1,7 +1,7 @@
 """Generated annotations (the weak pipeline's aligned and placed signs) as training segments.
 
 The files are the paper's generated-annotation CSVs (method-pipeline.md §1.5, read with
-:func:`cuneidet.inference.export.read_paper_csv`): global composite-photo pixels, the collection
+:func:`cuneidet.data.detection_files.read_paper_csv`): global composite-photo pixels, the collection
 in ``folder`` (``<collection>/images/``). As the reference trainer does (§1.6), rows with
 ``align_ratio <= min_align_ratio`` or ``train_label >= num_classes`` are dropped; label 0 stays
 (a box taught as background). Each view's boxes become an :class:`AnnotatedSegment` in
@@ -19,10 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cuneidet.data.csdd import CSDD, AnnotatedSegment, segment_from_row
+from cuneidet.data.csdd import CSDD
+from cuneidet.data.detection_files import read_paper_csv
+from cuneidet.data.line_geometry import LineCells, MapGrid
+from cuneidet.data.views import AnnotatedSegment, segment_from_row
 from cuneidet.errors import DataFormatError, DataNotFoundError
-from cuneidet.inference.export import read_paper_csv
-from cuneidet.lines.hypotheses import LineCells, MapGrid
 
 log = logging.getLogger(__name__)
 

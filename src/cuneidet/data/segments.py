@@ -25,8 +25,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from cuneidet.data.csdd import SEG_COLS, AnnotatedSegment
+from cuneidet.data.csdd import SEG_COLS
 from cuneidet.data.registration import SEGMENT_SHIFTS
+from cuneidet.data.views import AnnotatedSegment
 from cuneidet.errors import ConfigError, DataFormatError
 
 if TYPE_CHECKING:
@@ -40,6 +41,12 @@ BBox = Sequence[float]
 
 
 # -- images ----------------------------------------------------------------------------------
+
+
+def view_stem(key: str, name: str) -> str:
+    """A file name for a view: ``<collection>_<segm_idx>_<tablet>_<view>``."""
+    text = f"{key.replace('/', '_')}_{name}".replace(" ", "_")
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
 
 
 def _int_bbox(bbox: BBox) -> tuple[int, int, int, int]:

@@ -11,6 +11,7 @@ training tiles are augmented windows (never flipped), validation and test whole 
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from torch.utils.data import DataLoader
@@ -68,9 +69,9 @@ class TiledDetectionData:
     def _loader(self, dataset: Any, batch_size: int, shuffle: bool) -> DataLoader:
         return DataLoader(
             dataset,
-            batch_size=batch_size,
+            batch_size=_whole("data.batch_size", batch_size, 1),
             shuffle=shuffle,
-            num_workers=int(self.hparams.num_workers),
+            num_workers=_whole("data.num_workers", self.hparams.num_workers, 0),
             collate_fn=collate_detection,
             worker_init_fn=seed_worker_transform,
             pin_memory=self.hparams.pin_memory,
@@ -88,3 +89,14 @@ class TiledDetectionData:
     def test_dataloader(self) -> DataLoader:
         assert self.test_samples is not None, "call setup('test') first"
         return self._loader(SegmentDataset(self.test_samples), 1, shuffle=False)
+
+
+def _whole(key: str, value: Any, minimum: int) -> int:
+    """A count from the config (``data.batch_size``, ...) checked: a whole number ≥ minimum."""
+    try:
+        number = operator.index(value)  # int or a NumPy integer; not a float or a string
+    except TypeError:
+        number = None
+    if isinstance(value, bool) or number is None or number < minimum:
+        raise ConfigError(f"{key} must be a whole number ≥ {minimum}, got {value!r}")
+    return number

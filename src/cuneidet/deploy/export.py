@@ -38,7 +38,7 @@ from cuneidet.errors import ConfigError, ModelFileError
 from cuneidet.models.detector import SignDetector
 from cuneidet.models.two_stage import TwoStageDetector
 from cuneidet.models.watershed import WatershedDetector
-from cuneidet.utils.io import write_json
+from cuneidet.utils.io import output_errors, write_json
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +119,9 @@ def export_onnx(
     with _staging(path.parent) as staging:
         for role, (net, probe) in nets.items():
             temporary = staging / f"{role}.onnx"
-            graphs[role] = _export_graph(net, probe, temporary, role, GRAPHS[kind][role], opset)
+            with output_errors(graph_path(path, role), disk_full_only=True):
+                graphs[role] = _export_graph(net, probe, temporary, role, GRAPHS[kind][role], opset)
             graphs[role]["file"] = graph_path(path, role).name
-        # move the graphs in place, then the sidecar: a sidecar always describes whole graphs
-        for role in nets:
-            os.replace(staging / f"{role}.onnx", graph_path(path, role))
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -153,7 +151,14 @@ def export_onnx(
                 "torch": torch.__version__,
             },
         }
-        write_json(sidecar_path(path), meta)
+        # the sidecar is written beside the graphs first (a full disk stops the export here,
+        # with nothing in place), then the graphs move in and the sidecar last: a sidecar
+        # always describes whole graphs
+        write_json(staging / "sidecar.json", meta)
+        with output_errors(sidecar_path(path)):
+            for role in nets:
+                os.replace(staging / f"{role}.onnx", graph_path(path, role))
+            os.replace(staging / "sidecar.json", sidecar_path(path))
     log.info("exported %s (%s) -> %s", type(detector).__name__, kind, sidecar_path(path))
     return sidecar_path(path)
 
@@ -233,6 +238,11 @@ def _check_against_torch(
 
 @contextlib.contextmanager
 def _staging(folder: Path) -> Iterator[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as name:
+    """A temporary folder beside the export (same file system: the renames are atomic),
+    removed with whatever is left in it; a folder that cannot be written is an
+    :class:`~cuneidet.errors.OutputError`."""
+    with output_errors(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        staging = tempfile.TemporaryDirectory(dir=folder, prefix=".export-")
+    with staging as name:
         yield Path(name)

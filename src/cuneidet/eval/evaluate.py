@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from cuneidet.data.detection_files import PREDICTION_COLUMNS, prediction_frame, write_paper_csv
+from cuneidet.data.segments import scaled_to_photo
 from cuneidet.eval.paper_metric import classify_detections
 from cuneidet.eval.reports import draw_segment_detections, write_metrics
-from cuneidet.inference.export import write_paper_csv
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ def write_test_report(
     info = {
         "test_sets": list(datamodule.hparams.test_sets),
         "num_segments": len(module.test_records),
+        "num_segments_skipped": int(getattr(datamodule, "test_segments_skipped", 0)),
         **(extra or {}),
     }
     metrics = write_metrics(
@@ -78,25 +80,22 @@ def test_detections_frame(records: list[dict[str, Any]], samples: list[Any]) -> 
     """Every scored test detection in the prediction columns (``cuneidet-predict``'s frame):
     ``imageName`` = tablet, ``folder`` = collection, boxes in photo pixels (x1..y2) and in the
     scaled segment (sx1..sy2), and the segment's scale, so any evaluator can re-score them."""
-    from cuneidet.data.segments import scaled_to_photo
-    from cuneidet.inference.predict import PREDICTION_COLUMNS, PhotoRequest, detections_frame
-
     frames = []
     for record in records:
         meta = samples[record["index"]].meta
         pred = record["pred"]
         scaled = np.asarray(pred["boxes"], np.float64).reshape(-1, 4)
-        request = PhotoRequest(
-            name=meta["tablet"],
-            scale=float(meta["scale"]),
-            bbox=meta["bbox"],
-            segm_idx=int(meta["segm_idx"]),
-            folder=meta["collection"],
-        )
         photo = scaled_to_photo(scaled, meta["bbox"], meta["scale"]).reshape(-1, 4)
         frames.append(
-            detections_frame(
-                request, np.asarray(pred["labels"]), np.asarray(pred["scores"]), photo, scaled
+            prediction_frame(
+                np.asarray(pred["labels"]),
+                np.asarray(pred["scores"]),
+                photo,
+                scaled,
+                name=meta["tablet"],
+                scale=float(meta["scale"]),
+                folder=meta["collection"],
+                segm_idx=int(meta["segm_idx"]),
             )
         )
     if not frames:

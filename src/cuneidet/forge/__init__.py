@@ -1,7 +1,8 @@
 """The forge: synthetic tablet photographs rendered from the real CSDD metadata.
 
-Importing this package registers the photo-source kinds ``forge`` (every tablet forged) and
-``folder+forge`` (the real photograph where the folder has one, the forge elsewhere).
+It registers the photo-source kinds ``forge`` (every tablet forged) and ``folder+forge`` (the real
+photograph where the folder has one, the forge elsewhere) through the ``cuneidet.photo_sources``
+entry point, so that :mod:`cuneidet.data` builds them without importing the forge.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from cuneidet.data.sources import (
     register_photo_source,
     under_data_dir,
 )
-from cuneidet.forge.store import Forge, ForgeSource
+from cuneidet.forge.source import ForgeSource
+from cuneidet.forge.store import Forge
 
 
 def _forge_factory(
@@ -59,9 +61,14 @@ def _folder_forge_factory(
     return ChainSource([FolderSource(folder_path, extensions=extensions), forge], fall_through=True)
 
 
-# A kind registered earlier (e.g. a user's own "forge") is kept.
-for _name, _factory in (("forge", _forge_factory), ("folder+forge", _folder_forge_factory)):
-    if not is_registered(_name):
-        register_photo_source(_name, _factory)
+def register() -> None:
+    """Register ``forge`` and ``folder+forge`` (the ``cuneidet.photo_sources`` entry point); a
+    kind registered earlier (e.g. a user's own "forge") is kept."""
+    for name, factory in (("forge", _forge_factory), ("folder+forge", _folder_forge_factory)):
+        if not is_registered(name):
+            register_photo_source(name, factory)
 
-__all__ = ["Forge", "ForgeSource"]
+
+register()
+
+__all__ = ["Forge", "ForgeSource", "register"]

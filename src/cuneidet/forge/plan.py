@@ -15,7 +15,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from cuneidet.data.csdd import CSDD, GLOBAL_COLS, union_boxes
+from cuneidet.data.csdd import CSDD, GLOBAL_COLS
+from cuneidet.data.views import union_boxes
 from cuneidet.errors import ConfigError
 from cuneidet.forge.layout import TabletSpec, ViewSpec
 

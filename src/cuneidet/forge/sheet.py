@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from cuneidet.data.csdd import annotated_segments
 from cuneidet.data.segments import extract_segment
 from cuneidet.data.sources import PhotoSource
-from cuneidet.forge.store import Forge, ForgeSource
+from cuneidet.data.views import annotated_segments
+from cuneidet.forge.source import ForgeSource
+from cuneidet.forge.store import Forge
 from cuneidet.utils.io import atomic_path
 
 

@@ -1,4 +1,4 @@
-"""The forge on disk: renders cached per tablet, and the ``forge`` photo source.
+"""The forge on disk: renders cached per tablet (the photo source is :mod:`cuneidet.forge.source`).
 
 Layout of ``<forge_dir>/<variant>/`` where ``variant`` names the rendering settings
 (``v1-<hash of params, seed, layout>``), so renders made with other settings never mix:
@@ -31,7 +31,6 @@ from PIL import Image
 
 from cuneidet.data.csdd import BOX_COLUMNS, CSDD
 from cuneidet.data.location import repo_root
-from cuneidet.data.sources import PhotoSource, decode_image
 from cuneidet.errors import ConfigError, DataNotFoundError
 from cuneidet.forge.glyphs import GlyphBank, default_font_path
 from cuneidet.forge.layout import LAYOUTS, TabletSpec
@@ -239,29 +238,11 @@ class Forge:
         return pd.concat(frames, ignore_index=True)
 
 
-class ForgeSource(PhotoSource):
-    """Photo source that serves forged photos, rendering (and caching) them on first use."""
-
-    def __init__(self, forge: Forge) -> None:
-        self.forge = forge
-
-    def has(self, tablet: str) -> bool:
-        return self.forge.is_rendered(tablet) or self.forge.planner.has(tablet)
-
-    def load(self, tablet: str) -> Image.Image:
-        self.forge.render(tablet)
-        return decode_image(self.forge.image_path(tablet), fix="delete it to render it again")
-
-    def describe(self) -> str:
-        return f"forge[{self.forge.directory}]"
-
-
 __all__ = [
     "ENV_FORGE_DIR",
     "FORMAT_VERSION",
     "TRUTH_COLUMNS",
     "Forge",
-    "ForgeSource",
     "default_forge_dir",
     "make_params",
     "tablet_rng",

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cuneidet.data.csdd import AnnotatedSegment, parse_bbox_column, segment_from_row
+from cuneidet.data.tables import parse_bbox_column
+from cuneidet.data.views import AnnotatedSegment, segment_from_row
 from cuneidet.forge.runner import render_many
 from cuneidet.forge.store import Forge
 

@@ -1,10 +1,14 @@
-"""cuneidet.inference: normalisation, whole-image/tiled detection, batch prediction, exports."""
+"""cuneidet.inference: normalisation, whole-image/tiled detection, batch prediction; the
+detection files it writes (paper CSV, COCO) come from :mod:`cuneidet.data.detection_files`."""
 
-from cuneidet.inference.export import (
+from cuneidet.data.detection_files import (
+    BOX_COLUMNS,
     NOT_ALIGNED,
     OPTIONAL_COLUMNS,
     OPTIONAL_DEFAULTS,
     PAPER_COLUMNS,
+    PREDICTION_COLUMNS,
+    SCALED_BOX_COLUMNS,
     categories_from_label_map,
     from_coco,
     read_paper_csv,
@@ -14,10 +18,7 @@ from cuneidet.inference.export import (
     write_paper_csv,
 )
 from cuneidet.inference.predict import (
-    BOX_COLUMNS,
     DEFAULT_TILE_SIZE,
-    PREDICTION_COLUMNS,
-    SCALED_BOX_COLUMNS,
     PhotoRequest,
     detect_image,
     load_photo,

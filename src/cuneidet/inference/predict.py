@@ -39,8 +39,11 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from cuneidet.data.datasets import to_input_tensor
+from cuneidet.data.detection_files import prediction_frame
+from cuneidet.data.segments import crop_segment, extract_segment, scaled_to_photo
 from cuneidet.errors import ConfigError, ImageLoadError
 from cuneidet.inference.scale import ScaleEstimationError, ScaleSettings, estimate_scale
+from cuneidet.models.box_coder import nms_plus_one
 from cuneidet.models.detector import eval_mode
 
 log = logging.getLogger(__name__)
@@ -49,22 +52,6 @@ log = logging.getLogger(__name__)
 DEFAULT_TILE_SIZE = 2048
 #: Largest stride assumed when the detector does not expose ``fpn.strides``.
 DEFAULT_MAX_STRIDE = 64
-
-#: Box columns in the original photo frame and in the scaled segment frame.
-BOX_COLUMNS = ("x1", "y1", "x2", "y2")
-SCALED_BOX_COLUMNS = ("sx1", "sy1", "sx2", "sy2")
-#: Columns of the DataFrame returned by :func:`predict_photos` (one row per detection).
-PREDICTION_COLUMNS = (
-    "imageName",
-    "folder",
-    "image_path",
-    "segm_idx",
-    "train_label",
-    "det_score",
-    *BOX_COLUMNS,
-    *SCALED_BOX_COLUMNS,
-    "scale",
-)
 
 Detections = dict[str, Tensor]
 
@@ -236,8 +223,6 @@ def _centres_in(boxes: Tensor, core_x: tuple[float, float], core_y: tuple[float,
 
 def _merge_across_tiles(dets: Detections, kwargs: Mapping[str, Any]) -> Detections:
     """Per-class "+1" NMS across tiles, then the optional class-agnostic NMS and cap."""
-    from cuneidet.models.box_coder import nms_plus_one  # lazy: avoids a models<->inference cycle
-
     if len(dets["scores"]) == 0:
         return dets
     nms_thresh = kwargs.get("nms_thresh", 0.5)
@@ -367,8 +352,6 @@ def _with_scale(
     settings: ScaleSettings | None,
 ) -> tuple[PhotoRequest, dict[str, Any]]:
     """The request with its scale (estimated when ``request.scale`` is None) and a record."""
-    from cuneidet.data.segments import crop_segment  # lazy: import cycle
-
     record: dict[str, Any] = {"name": request.name, "segm_idx": request.segm_idx}
     if request.scale is not None:
         return request, {**record, "scale": float(request.scale), "auto": False}
@@ -414,13 +397,41 @@ def predict_paths(
 
 
 def load_photo(path: str | Path) -> Image.Image:
-    """Open and fully decode a photograph; any failure becomes :class:`ImageLoadError`."""
+    """Open and fully decode a photograph; any failure becomes :class:`ImageLoadError`.
+
+    16-bit and 32-bit photos come back as 8-bit grayscale (:func:`to_8bit`): Pillow's own
+    conversion to ``L`` would clip them white.
+    """
     try:
         with Image.open(path) as handle:
             handle.load()
-            return handle.copy()
+            return to_8bit(handle.copy())
     except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise ImageLoadError(f"cannot load photo {path}: {error}") from error
+        raise ImageLoadError(
+            f"cannot load photo {path}: {error}; give a complete JPEG, PNG or TIFF photograph"
+        ) from error
+
+
+#: Pillow modes with more than 8 bits per pixel (one channel)
+HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit grayscale when it has a 16/32-bit mode, else unchanged.
+
+    16-bit values are divided by 257 (65535 → 255, as a conversion to 8 bits does); 32-bit
+    integer and float images, which have no fixed range, are stretched from their minimum to
+    their maximum.
+    """
+    if image.mode not in HIGH_DEPTH_MODES:
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode.startswith("I;16"):
+        scaled = values / 257.0
+    else:
+        low, high = float(values.min()), float(values.max())
+        scaled = (values - low) * (255.0 / (high - low)) if high > low else values * 0.0
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
 
 
 class _PhotoCache:
@@ -446,8 +457,6 @@ def _predict_one(
     detector: Any, request: PhotoRequest, photo: Image.Image, kwargs: dict[str, Any]
 ) -> pd.DataFrame:
     """Crop + scale the segment, detect, and map the boxes back to the photo."""
-    from cuneidet.data.segments import extract_segment, scaled_to_photo  # lazy: import cycle
-
     bbox = request.bbox if request.bbox is not None else (0, 0, *photo.size)
     segment = extract_segment(photo, bbox, request.scale)
     dets = detect_image(detector, segment, **kwargs)
@@ -465,22 +474,18 @@ def detections_frame(
     photo_boxes: np.ndarray,
     scaled_boxes: np.ndarray,
 ) -> pd.DataFrame:
-    count = len(labels)
-    columns: dict[str, Any] = {
-        "imageName": [request.name] * count,
-        "folder": [request.folder] * count,
-        "image_path": [str(request.path or "")] * count,
-        "segm_idx": np.full(count, request.segm_idx, dtype=np.int64),
-        "train_label": np.asarray(labels, dtype=np.int64),
-        "det_score": np.asarray(scores, dtype=np.float64),
-    }
-    photo_boxes = np.asarray(photo_boxes, dtype=np.float64).reshape(-1, 4)
-    scaled_boxes = np.asarray(scaled_boxes, dtype=np.float64).reshape(-1, 4)
-    for i, (photo_col, scaled_col) in enumerate(zip(BOX_COLUMNS, SCALED_BOX_COLUMNS, strict=True)):
-        columns[photo_col] = photo_boxes[:, i]
-        columns[scaled_col] = scaled_boxes[:, i]
-    columns["scale"] = np.full(count, float(request.scale))
-    return pd.DataFrame(columns, columns=list(PREDICTION_COLUMNS))
+    """The detections of one request as rows of :data:`PREDICTION_COLUMNS`."""
+    return prediction_frame(
+        labels,
+        scores,
+        photo_boxes,
+        scaled_boxes,
+        name=request.name,
+        scale=float(request.scale),
+        folder=request.folder,
+        image_path=str(request.path or ""),
+        segm_idx=request.segm_idx,
+    )
 
 
 def _image_entry(image_id: int, name: str, photo: Image.Image) -> dict[str, Any]:

@@ -9,17 +9,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from cuneidet.lines.hypotheses import LineHypotheses
+from cuneidet.data.line_geometry import LineHypotheses
 from cuneidet.utils.io import write_bytes, write_json
 
 # BGR colours cycled over lines
 _PALETTE = [(0, 200, 255), (255, 120, 0), (60, 220, 60), (230, 60, 230), (0, 90, 255)]
-
-
-def view_stem(key: str, name: str) -> str:
-    """A file name for a view: ``<collection>_<segm_idx>_<tablet>_<view>``."""
-    text = f"{key.replace('/', '_')}_{name}".replace(" ", "_")
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
 
 
 def write_view_artifacts(

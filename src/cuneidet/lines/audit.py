@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cuneidet.lines.hypotheses import LineHypotheses, MapGrid
+from cuneidet.data.line_geometry import LineHypotheses, MapGrid
 
 MIN_FIT = 0.5
 """Views with a smaller fraction of box centres on text lines are flagged."""

@@ -15,11 +15,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cuneidet.align import view_transliteration
-from cuneidet.data.csdd import CSDD, annotated_segments
+from cuneidet.data.csdd import CSDD
 from cuneidet.data.datamodule import split_by_tablet
 from cuneidet.data.datasets import load_segment_samples
 from cuneidet.data.location import resolve_data_dir
 from cuneidet.data.sources import PhotoSource, build_photo_source
+from cuneidet.data.views import annotated_segments
 from cuneidet.errors import ConfigError
 from cuneidet.lines.truth import LineView, distance_to_lines, line_views
 

@@ -12,10 +12,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from cuneidet.align import SIGN_HEIGHT, ViewTransliteration, assign_lines, view_transliteration
-from cuneidet.data.csdd import AnnotatedSegment, parse_bbox_column, segment_from_row
 from cuneidet.data.datasets import load_segment_samples
+from cuneidet.data.line_geometry import LineHypotheses
+from cuneidet.data.tables import parse_bbox_column
+from cuneidet.data.views import AnnotatedSegment, segment_from_row
 from cuneidet.lines.data import LineSample, normalize
-from cuneidet.lines.hypotheses import LineHypotheses
 from cuneidet.lines.metrics import (
     UNKNOWN,
     LineScores,

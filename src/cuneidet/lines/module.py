@@ -13,14 +13,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cuneidet.data.line_geometry import MapGrid
+from cuneidet.errors import ConfigError
 from cuneidet.lines.evaluate import score_view
-from cuneidet.lines.hypotheses import MapGrid
 from cuneidet.lines.metrics import LineScores
 from cuneidet.lines.predict import (
     LinePostprocess,
     hypotheses_from_probability,
     line_probability,
 )
+from cuneidet.models.checkpoint import rebuild_module
 from cuneidet.models.module import optimizers
 from cuneidet.utils.io import write_json
 
@@ -208,3 +210,14 @@ class LineModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["cuneidet"] = {"model_config": self.model_config}
+
+
+def load_line_module(ckpt_path: str) -> LineModule:
+    """The line network saved in ``ckpt_path``; a clear error when it holds another model."""
+    module = rebuild_module(ckpt_path)
+    if not isinstance(module, LineModule):
+        raise ConfigError(
+            f"{ckpt_path} holds a {type(module).__name__}, not a line network; train one with "
+            "cuneidet-train model=line_net"
+        )
+    return module

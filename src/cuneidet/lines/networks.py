@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from cuneidet.data.line_geometry import MapGrid
 from cuneidet.errors import ConfigError
-from cuneidet.lines.hypotheses import MapGrid
 from cuneidet.models.necks import TorchvisionFPN
 
 

@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from cuneidet.align import SIGN_HEIGHT, ViewTransliteration, assign_lines
+from cuneidet.data.line_geometry import LineHypotheses, MapGrid
 from cuneidet.errors import ConfigError
-from cuneidet.lines.hypotheses import REFERENCE_STRIDE, LineHypotheses, MapGrid, detect_lines
+from cuneidet.lines.hypotheses import REFERENCE_STRIDE, detect_lines
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from cuneidet.data.csdd import CSDD, AnnotatedSegment, annotated_segments, segment_from_row
+from cuneidet.data.csdd import CSDD
+from cuneidet.data.views import AnnotatedSegment, annotated_segments, segment_from_row
 from cuneidet.errors import DataFormatError
 
 log = logging.getLogger(__name__)

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from cuneidet.errors import ConfigError, DataNotFoundError
+from cuneidet.models.checkpoint_file import read_checkpoint
 from cuneidet.models.module import DetectorModule
 from cuneidet.models.watershed import WatershedHead
 from cuneidet.utils.instantiate import instantiate
@@ -23,7 +23,7 @@ def rebuild_module(ckpt_path: str | Path, map_location: str = "cpu") -> Any:
             f"checkpoint {path} does not exist; pass ckpt_path=<run>/checkpoints/best.ckpt "
             "(or last.ckpt) of a cuneidet-train run"
         )
-    checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    checkpoint = read_checkpoint(path, map_location)
     model_config = (checkpoint.get("cuneidet") or {}).get("model_config")
     if not model_config:
         raise ConfigError(
@@ -149,7 +149,7 @@ def load_weights(module: pl.LightningModule, ckpt_path: str | Path) -> pl.Lightn
             f"init_from={path} does not exist; give the best.ckpt or last.ckpt of a "
             "cuneidet-train run (e.g. a forge-pretraining run)"
         )
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = read_checkpoint(path)
     state = checkpoint.get("state_dict", checkpoint)
     try:
         module.load_state_dict(state, strict=True)

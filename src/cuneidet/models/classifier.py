@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
 from cuneidet.errors import ConfigError, DataNotFoundError
+from cuneidet.models.checkpoint_file import read_checkpoint
 from cuneidet.models.efficientnet_lite import EfficientNetLite, imagenet_efficientnet_lite
 
 
@@ -47,7 +47,7 @@ def _checkpoint_state(path: Path, what: str) -> dict[str, Tensor]:
         raise DataNotFoundError(
             f"{what}={path} does not exist; give the best.ckpt of a cuneidet-classify run"
         )
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = read_checkpoint(path)
     return checkpoint.get("state_dict", checkpoint)
 
 

@@ -14,6 +14,7 @@ from cuneidet.data.datasets import to_input_tensor
 from cuneidet.data.glyphs import glyph_input
 from cuneidet.errors import DataNotFoundError, ModelFileError
 from cuneidet.models.checkpoint import rebuild_module
+from cuneidet.models.checkpoint_file import read_checkpoint
 from cuneidet.oracle.module import OracleClassifier
 
 #: where cuneidet-train experiment=oracle_bone writes its best checkpoint
@@ -59,13 +60,8 @@ def load_oracle_model(path: str | Path, expected_charset: list[str] | None = Non
             f"no oracle-bone model at {path}; train one with cuneidet-train "
             "experiment=oracle_bone (it writes outputs/oracle_bone/checkpoints/best.ckpt)"
         )
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # torch raises many kinds for a damaged or foreign file
-        raise ModelFileError(f"{path} is not a readable checkpoint: {error}") from error
-    meta = ((checkpoint.get("cuneidet") or {}) if isinstance(checkpoint, dict) else {}).get(
-        "oracle"
-    )
+    checkpoint = read_checkpoint(path)  # a damaged or foreign file: ModelFileError
+    meta = (checkpoint.get("cuneidet") or {}).get("oracle")
     if not meta or not meta.get("charset"):
         raise ModelFileError(
             f"{path} is not an oracle-bone model (it has no character set); train one with "

@@ -4,7 +4,7 @@ Per view (method-pipeline §2, §3.2):
 
 1. *align*: transliteration lines ↔ detected lines by the two score matrices and the
    intersection of their monotone paths; then every assigned line's signs ↔ its band detections
-   by the exact monotone dynamic program (:mod:`cuneidet.align.sign_alignment`); aligned boxes
+   by the exact monotone dynamic program (:mod:`cuneidet.align.solver`); aligned boxes
    are clipped to ±``refine_clip`` px of their line.
 2. *place*: the line matching is redone with the aligned boxes only; the aligned signs of a line
    whose two matchings agree are anchors, and the unaligned signs between them are placed by
@@ -29,10 +29,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from cuneidet.align.costs import HP04, AlignmentParams
+from cuneidet.align.line_scores import align_view_lines
 from cuneidet.align.placement import place_view, refine_boxes
-from cuneidet.align.sign_alignment import HP04, AlignmentParams, align_view, align_view_lines
+from cuneidet.align.sign_alignment import align_view
+from cuneidet.data.detection_files import OPTIONAL_COLUMNS, PAPER_COLUMNS
 from cuneidet.errors import DataNotFoundError
-from cuneidet.inference.export import OPTIONAL_COLUMNS, PAPER_COLUMNS
 from cuneidet.pipeline.detect import read_detections
 from cuneidet.pipeline.views import (
     WeakView,

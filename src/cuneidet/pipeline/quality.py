@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cuneidet.data.csdd import CSDD, annotated_segments
+from cuneidet.data.csdd import CSDD
+from cuneidet.data.views import annotated_segments
 from cuneidet.pipeline.views import WeakView, row_view_keys, to_scaled
 
 IOU = 0.5
@@ -96,7 +97,7 @@ def real_truth(csdd: CSDD, box_sets: list[str], views: Mapping[str, WeakView]) -
 
 def forge_truth(frame: pd.DataFrame, views: Mapping[str, WeakView]) -> dict[str, ViewTruth]:
     """Truth of forged views from ``Forge.truth()`` rows (visible signs with labels 1..239)."""
-    from cuneidet.data.csdd import parse_bbox_column
+    from cuneidet.data.tables import parse_bbox_column
 
     keep = (frame["status"] > 0) & (frame["train_label"] > 0) & (frame["train_label"] < 240)
     frame = frame[keep]

@@ -15,7 +15,7 @@ import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import matplotlib
 
@@ -26,16 +26,14 @@ import pandas as pd
 from omegaconf import OmegaConf
 from PIL import ImageDraw
 
+from cuneidet.data.detection_files import read_paper_csv
 from cuneidet.data.segments import load_segment_image
 from cuneidet.errors import CuneidetError
-from cuneidet.inference.export import read_paper_csv
+from cuneidet.pipeline.context import Context
 from cuneidet.pipeline.quality import precision_recall
 from cuneidet.pipeline.stages import StageResult
 from cuneidet.pipeline.views import row_view_keys, to_scaled
 from cuneidet.utils.io import atomic_path, write_csv, write_json, write_text
-
-if TYPE_CHECKING:
-    from cuneidet.pipeline.run import Context
 
 log = logging.getLogger(__name__)
 

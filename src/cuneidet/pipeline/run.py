@@ -23,112 +23,30 @@ import dataclasses
 import json
 import logging
 import shutil
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cuneidet.align.sign_alignment import AlignmentParams
-from cuneidet.cli.common import command_line, git_commit, hardware_description
-from cuneidet.data.csdd import CSDD, annotated_segments
-from cuneidet.data.location import resolve_data_dir
-from cuneidet.data.sources import PhotoSource, build_photo_source
+from cuneidet.data.detection_files import write_paper_csv
 from cuneidet.errors import ConfigError, DataNotFoundError
-from cuneidet.inference.export import write_paper_csv
 from cuneidet.pipeline.align_stage import (
     AlignSettings,
     align_views,
     aligned_and_placed,
     place_views,
 )
+from cuneidet.pipeline.context import Context, make_context
 from cuneidet.pipeline.initial import initial_hypotheses
-from cuneidet.pipeline.quality import ViewTruth, forge_truth, real_truth
 from cuneidet.pipeline.stages import StageResult, StageRunner
-from cuneidet.pipeline.views import WeakView, select_weak_views
 
 log = logging.getLogger("cuneidet.pipeline")
 
+INIT_MODES = ("previous", "scratch")
+
 GENERATED = "generated.csv"
 ALIGNED = "aligned.csv"
-
-
-@dataclasses.dataclass
-class Context:
-    """What every stage of one pipeline needs."""
-
-    cfg: DictConfig
-    csdd: CSDD
-    views: list[WeakView]
-    source: PhotoSource
-    runner: StageRunner
-
-    @property
-    def by_key(self) -> dict[str, WeakView]:
-        return {view.key: view for view in self.views}
-
-    @cached_property
-    def truths(self) -> dict[str, dict[str, ViewTruth]]:
-        """Truth of the weak views by source (read once, after the forge has rendered them)."""
-        return view_truths(self.cfg, self.csdd, self.views)
-
-
-# -- setup ------------------------------------------------------------------------------------
-def photo_source(cfg: DictConfig, csdd: CSDD) -> PhotoSource:
-    data = cfg.data
-    options = OmegaConf.to_container(data.image_source_options, resolve=True) or {}
-    return build_photo_source(data.image_source, csdd.data_dir, folder=data.image_folder, **options)
-
-
-def excluded_tablets(cfg: DictConfig, csdd: CSDD) -> set[str]:
-    """Test tablets (never weak data) and the tablets the data config leaves out."""
-    tablets = {s.tablet for s in annotated_segments(csdd, list(cfg.data.test_sets))}
-    return tablets | set(cfg.data.exclude_train_tablets or ())
-
-
-def view_truths(
-    cfg: DictConfig, csdd: CSDD, views: list[WeakView]
-) -> dict[str, dict[str, ViewTruth]]:
-    """Truth for the generated labels, by source: ``real`` boxes of box-set views and the
-    ``forge``'s hidden boxes of forged views."""
-    by_key = {view.key: view for view in views}
-    real = real_truth(csdd, list(cfg.pipeline.weak.box_sets), by_key)
-    forged_truth: dict[str, ViewTruth] = {}
-    if "forge" in str(cfg.data.image_source):
-        from cuneidet.forge.store import Forge
-
-        options = dict(OmegaConf.to_container(cfg.data.image_source_options, resolve=True) or {})
-        options.pop("extensions", None)
-        forge = Forge(csdd.data_dir, **options)
-        forged = sorted({v.segment.tablet for k, v in by_key.items() if k not in real})
-        rendered = [t for t in forged if forge.is_rendered(t)]
-        if rendered:
-            found = forge_truth(forge.truth(rendered), by_key)
-            forged_truth = {k: t for k, t in found.items() if k not in real}
-    return {"real": real, "forge": forged_truth}
-
-
-def make_context(cfg: DictConfig) -> Context:
-    csdd = CSDD(resolve_data_dir(cfg.data.data_dir), registration_fixes=cfg.data.registration_fixes)
-    weak = cfg.pipeline.weak
-    views = select_weak_views(
-        csdd,
-        list(weak.collections),
-        list(weak.box_sets),
-        exclude_tablets=excluded_tablets(cfg, csdd),
-        limit=weak.limit,
-        per_collection=weak.get("per_collection"),
-    )
-    runner = StageRunner(
-        cfg.pipeline.root,
-        extra={
-            "pipeline": cfg.pipeline.name,
-            "command": command_line(),
-            "git_commit": git_commit(),
-            "hardware": hardware_description(),
-        },
-    )
-    return Context(cfg, csdd, views, photo_source(cfg, csdd), runner)
 
 
 def _views_config(ctx: Context) -> dict[str, Any]:
@@ -143,7 +61,7 @@ def _views_config(ctx: Context) -> dict[str, Any]:
 
 # -- stages -----------------------------------------------------------------------------------
 def lines_stage(ctx: Context) -> StageResult:
-    from cuneidet.cli.lines import load_line_module
+    from cuneidet.lines.module import load_line_module
     from cuneidet.pipeline.lines_stage import run_line_stage
 
     p = ctx.cfg.pipeline
@@ -244,7 +162,7 @@ def align_stage(ctx: Context, k: int, lines: StageResult, detect: StageResult) -
 
 
 def place_stage(ctx: Context, k: int, lines: StageResult, align: StageResult) -> StageResult:
-    from cuneidet.inference.export import read_paper_csv
+    from cuneidet.data.detection_files import read_paper_csv
 
     settings = align_settings(ctx.cfg)
     config = {"alignment": OmegaConf.to_container(ctx.cfg.alignment, resolve=True)}
@@ -338,6 +256,11 @@ def _training_fingerprint(ctx: Context) -> dict[str, Any]:
     keep = {}
     for key in ("model", "trainer", "data", "callbacks"):
         keep[key] = OmegaConf.to_container(cfg[key], resolve=False)
+    # how a run is made resumable, not what it computes: stages trained before these existed
+    # stay valid
+    keep["trainer"].pop("plugins", None)
+    keep["callbacks"].pop("random_state", None)
+    keep["callbacks"].get("model_checkpoint", {}).pop("enable_version_counter", None)
     return {
         **keep,
         "seed": cfg.seed,
@@ -354,8 +277,8 @@ def initial_weights(
     ``mode="previous"``: the previous iteration's detector; the first detector (and every one
     with ``"scratch"``) starts from ``init_from`` (e.g. forge pretraining) or from scratch.
     """
-    if mode not in ("previous", "scratch"):
-        raise ConfigError(f"pipeline.init must be previous or scratch, got {mode}")
+    if mode not in INIT_MODES:
+        raise ConfigError(f"pipeline.init must be {' or '.join(INIT_MODES)}, got {mode}")
     if previous is not None and mode == "previous":
         return str(previous.directory / previous.metrics["checkpoint"]), previous
     return (str(init_from), str(init_from)) if init_from else (None, None)
@@ -368,7 +291,7 @@ def train_stage(
     lines: StageResult,
     previous: StageResult | None,
 ) -> StageResult:
-    from cuneidet.cli.train import train
+    from cuneidet.training import train
 
     init, source = initial_weights(ctx.cfg.pipeline.init, ctx.cfg.get("init_from"), previous)
     inputs: dict[str, StageResult | str] = {"labels": labels, "lines": lines}
@@ -408,6 +331,10 @@ def run_pipeline(cfg: DictConfig) -> dict[str, Any]:
 
     if int(cfg.pipeline.iteration) < 0:
         raise ConfigError(f"pipeline.iteration must be ≥ 0, got {cfg.pipeline.iteration}")
+    if str(cfg.pipeline.init) not in INIT_MODES:
+        raise ConfigError(
+            f"pipeline.init must be {' or '.join(INIT_MODES)}, got {cfg.pipeline.init}"
+        )
     ctx = make_context(cfg)
     lines = lines_stage(ctx)
     previous: StageResult | None = None
@@ -430,4 +357,4 @@ def run_pipeline(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-__all__ = ["Context", "make_context", "run_pipeline"]
+__all__ = ["run_pipeline"]

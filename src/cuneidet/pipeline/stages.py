@@ -8,7 +8,8 @@ its metrics, timings and status. Running a stage whose folder holds a finished m
 the same fingerprint is a no-op; a changed configuration or a changed upstream stage makes it
 run again (the old folder is replaced only when the new one is complete).
 
-A stage killed mid-way leaves its ``.partial`` folder. A ``resumable`` stage (training, per-view
+A stage killed mid-way leaves its ``.partial`` folder (one refused for bad input before it
+wrote anything leaves nothing). A ``resumable`` stage (training, per-view
 prediction) keeps it when the fingerprint matches, so the work function can pick up what it
 finds there (a ``last.ckpt``, views already done); any other stage starts it afresh.
 """
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cuneidet.errors import CuneidetError
 from cuneidet.utils.io import write_json
 
 log = logging.getLogger(__name__)
@@ -139,6 +141,10 @@ class StageRunner:
         try:
             metrics = dict(work(partial) or {})
         except BaseException as error:
+            if isinstance(error, CuneidetError) and not _outputs(partial):
+                # refused for bad input before writing anything: nothing to resume or inspect
+                shutil.rmtree(partial, ignore_errors=True)
+                raise
             manifest |= {"status": STATUS_FAILED, "error": f"{type(error).__name__}: {error}"}
             write_json(partial / MANIFEST, manifest)
             raise

@@ -20,10 +20,11 @@ import numpy as np
 import pandas as pd
 
 from cuneidet.align import ViewTransliteration, view_transliteration
-from cuneidet.data.csdd import CSDD, AnnotatedSegment, annotated_segments, segment_from_row
+from cuneidet.data.csdd import CSDD
+from cuneidet.data.line_geometry import LineHypotheses
+from cuneidet.data.segments import view_stem
+from cuneidet.data.views import AnnotatedSegment, annotated_segments, segment_from_row
 from cuneidet.errors import ConfigError, DataNotFoundError
-from cuneidet.lines.artifacts import view_stem
-from cuneidet.lines.hypotheses import LineHypotheses
 
 log = logging.getLogger(__name__)
 

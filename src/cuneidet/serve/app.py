@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -20,7 +21,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import func, select
 
-from cuneidet.errors import CuneidetError, UploadRejectedError
+from cuneidet.errors import ConfigError, CuneidetError, UploadRejectedError
 from cuneidet.serve.db import User, open_database
 from cuneidet.serve.deps import UNSAFE_METHODS, AppState
 from cuneidet.serve.detection import (
@@ -66,7 +67,7 @@ def create_app(
     """The app on ``settings.data_dir``; ``loader`` loads the detector (default: the model
     :func:`resolve_model_file` chooses), ``detect`` runs one photo, ``oracle_loader`` loads the
     oracle-bone classifier (default: ``settings.oracle_ckpt``); tests pass their own."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _check_writable(settings.data_dir)
     sessions = open_database(settings.database)
     models = ModelHolder(loader or (lambda: load_model(resolve_model_file(settings), settings)))
     state = AppState(
@@ -117,6 +118,19 @@ def create_app(
     app.add_middleware(SameOrigin)
     app.add_middleware(BodyLimit, upload_limit=settings.max_upload_bytes + MULTIPART_OVERHEAD)
     return app
+
+
+def _check_writable(folder: Path) -> None:
+    """The app keeps its database and photos in ``folder``: refuse one it cannot write."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ConfigError(
+            f"serve.data_dir={folder} cannot be written ({error.strerror or error}); choose a "
+            "folder the server may write to (serve.data_dir=<folder>) or fix its permissions"
+        ) from error
 
 
 def _add_error_handlers(app: FastAPI) -> None:

@@ -19,8 +19,7 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
 from cuneidet.data.csdd import BOX_COLUMNS, SEGMENT_COLUMNS
-from cuneidet.inference.export import paper_csv_text, to_coco
-from cuneidet.inference.predict import PREDICTION_COLUMNS
+from cuneidet.data.detection_files import PREDICTION_COLUMNS, paper_csv_text, to_coco
 from cuneidet.serve.db import Photo, Sign
 from cuneidet.serve.detection import SignClass
 from cuneidet.serve.uploads import EXTENSIONS, display_path, original_path

@@ -61,8 +61,13 @@ class ServeSettings:
             "top_k",
         )
         for name in positive:
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"serve.{name} must be positive, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"serve.{name} must be a positive number, got {value!r}")
+            if not value > 0:
+                raise ConfigError(f"serve.{name} must be positive, got {value}")
+        if isinstance(self.min_score, bool) or not isinstance(self.min_score, int | float):
+            raise ConfigError(f"serve.min_score must be a number in [0, 1), got {self.min_score!r}")
         if not 0.0 <= self.min_score < 1.0:
             raise ConfigError(f"serve.min_score must be in [0, 1), got {self.min_score}")
 

@@ -11,6 +11,7 @@ refused or interrupted upload leaves nothing.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import logging
@@ -25,7 +26,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from cuneidet.errors import UploadRejectedError
+from cuneidet.errors import CuneidetError, UploadRejectedError
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,16 @@ def store_upload(
         os.replace(thumb_part, thumbnail_path(folder, stored))
         os.replace(view_part, display_path(folder, stored))
         os.replace(part, original_path(folder, stored, fmt))
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT) or isinstance(error, CuneidetError):
+            raise
+        for done in (thumbnail_path(folder, stored), display_path(folder, stored)):
+            done.unlink(missing_ok=True)  # renamed into place before the disk ran full
+        raise UploadRejectedError(
+            f"{shown}: the server's disk is full ({error.strerror}); nothing was stored: ask "
+            "the administrator to free space in serve.data_dir, then upload again",
+            507,
+        ) from error
     finally:
         for leftover in (part, view_part, thumb_part):
             leftover.unlink(missing_ok=True)

@@ -1,6 +1,6 @@
 """Provenance of written figures: the commit they came from."""
 
-from cuneidet.cli import common
+from cuneidet.utils import provenance as common
 
 
 def test_git_commit_marks_a_dirty_working_tree(monkeypatch):

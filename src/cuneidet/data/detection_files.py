@@ -39,6 +39,22 @@ from cuneidet.utils.io import atomic_open, write_json
 
 log = logging.getLogger(__name__)
 
+#: Box columns in the original photo frame and in the scaled segment frame.
+BOX_COLUMNS = ("x1", "y1", "x2", "y2")
+SCALED_BOX_COLUMNS = ("sx1", "sy1", "sx2", "sy2")
+#: Columns of the DataFrame returned by :func:`predict_photos` (one row per detection).
+PREDICTION_COLUMNS = (
+    "imageName",
+    "folder",
+    "image_path",
+    "segm_idx",
+    "train_label",
+    "det_score",
+    *BOX_COLUMNS,
+    *SCALED_BOX_COLUMNS,
+    "scale",
+)
+
 PAPER_COLUMNS = (
     "imageName",
     "folder",
@@ -98,6 +114,38 @@ class _LabelMapLike(Protocol):
 
 
 # --------------------------------------------------------------------------- paper CSV
+
+
+def prediction_frame(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    photo_boxes: np.ndarray,
+    scaled_boxes: np.ndarray,
+    *,
+    name: str,
+    scale: float,
+    folder: str = "",
+    image_path: str = "",
+    segm_idx: int = -1,
+) -> pd.DataFrame:
+    """Detections of one photo (or segment) as rows of :data:`PREDICTION_COLUMNS`: boxes in the
+    photo frame (``x1..y2``) and in the scaled segment the detector saw (``sx1..sy2``)."""
+    count = len(labels)
+    columns: dict[str, Any] = {
+        "imageName": [name] * count,
+        "folder": [folder] * count,
+        "image_path": [image_path] * count,
+        "segm_idx": np.full(count, segm_idx, dtype=np.int64),
+        "train_label": np.asarray(labels, dtype=np.int64),
+        "det_score": np.asarray(scores, dtype=np.float64),
+    }
+    photo_boxes = np.asarray(photo_boxes, dtype=np.float64).reshape(-1, 4)
+    scaled_boxes = np.asarray(scaled_boxes, dtype=np.float64).reshape(-1, 4)
+    for i, (photo_col, scaled_col) in enumerate(zip(BOX_COLUMNS, SCALED_BOX_COLUMNS, strict=True)):
+        columns[photo_col] = photo_boxes[:, i]
+        columns[scaled_col] = scaled_boxes[:, i]
+    columns["scale"] = np.full(count, float(scale))
+    return pd.DataFrame(columns, columns=list(PREDICTION_COLUMNS))
 
 
 def to_paper_frame(df: pd.DataFrame, label_map: _LabelMapLike | None = None) -> pd.DataFrame:

@@ -1,0 +1,1 @@
+"""cuneidet.deploy: ONNX export of detectors with a JSON sidecar, and the ONNX Runtime detector."""
