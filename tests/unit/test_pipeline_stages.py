@@ -132,3 +132,13 @@ def test_initial_weights_of_a_training_stage(tmp_path):
     assert initial_weights("scratch", "forge.ckpt", previous) == ("forge.ckpt", "forge.ckpt")
     with pytest.raises(ConfigError, match=r"pipeline\.init"):
         initial_weights("last", None, None)
+
+
+def test_a_replaced_version_left_by_a_kill_is_removed_when_the_stage_is_skipped(tmp_path):
+    runner = StageRunner(tmp_path)
+    runner.run(0, "lines", {"a": 1}, {}, _writer([]))
+    stale = tmp_path / "iter_0" / ".lines.old"  # killed while the replaced version was removed
+    stale.mkdir()
+    (stale / "part0.txt").write_text("old\n")
+    assert runner.run(0, "lines", {"a": 1}, {}, _writer([])).skipped
+    assert not stale.exists()

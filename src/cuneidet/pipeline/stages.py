@@ -122,6 +122,8 @@ class StageRunner:
         done = read_manifest(final)
         if done and done.get("status") == STATUS_DONE and done.get("fingerprint") == key:
             log.info("iter %d / %s: done already (%s), skipped", iteration, stage, final)
+            # the replaced version, when a kill came while it was being removed
+            shutil.rmtree(final.with_name(f".{stage}.old"), ignore_errors=True)
             return StageResult(final, done, skipped=True)
         partial = final.with_name(f".{stage}.partial")
         self._prepare_partial(partial, key, resumable)
