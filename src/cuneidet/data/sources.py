@@ -25,6 +25,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from PIL import Image, ImageFile
 
 if TYPE_CHECKING:
@@ -71,7 +72,8 @@ def _warn_truncated_allowed() -> None:
 
 
 def decode_image(path: Path, fix: str = "") -> Image.Image:
-    """Open and fully decode ``path``; truncated or non-image files raise ``ImageLoadError``."""
+    """Open and fully decode ``path``; truncated or non-image files raise ``ImageLoadError``.
+    16/32-bit photos come back as 8-bit grayscale (:func:`to_8bit`)."""
     if ImageFile.LOAD_TRUNCATED_IMAGES and not _warned_truncated:
         _warn_truncated_allowed()
     try:
@@ -86,7 +88,29 @@ def decode_image(path: Path, fix: str = "") -> Image.Image:
             f"Photograph {path} cannot be decoded ({exc}); it is probably truncated or "
             f"corrupt. {fix}".strip()
         ) from exc
-    return image
+    return to_8bit(image)
+
+
+#: Pillow modes with more than 8 bits per pixel (one channel)
+HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def to_8bit(image: Image.Image) -> Image.Image:
+    """``image`` as 8-bit grayscale when it has a 16/32-bit mode, else unchanged.
+
+    16-bit values are divided by 257 (65535 → 255, as a conversion to 8 bits does); 32-bit
+    integer and float images, which have no fixed range, are stretched from their minimum to
+    their maximum.
+    """
+    if image.mode not in HIGH_DEPTH_MODES:
+        return image
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode.startswith("I;16"):
+        scaled = values / 257.0
+    else:
+        low, high = float(values.min()), float(values.max())
+        scaled = (values - low) * (255.0 / (high - low)) if high > low else values * 0.0
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
 
 
 class PhotoSource(ABC):
@@ -94,7 +118,8 @@ class PhotoSource(ABC):
 
     @abstractmethod
     def load(self, tablet: str) -> Image.Image:
-        """The fully decoded photograph, as stored (``RGB`` or ``L``); ``ImageLoadError`` if not."""
+        """The fully decoded photograph (``RGB`` or ``L``; 16-bit ones as 8-bit ``L``);
+        ``ImageLoadError`` if not."""
 
     @abstractmethod
     def has(self, tablet: str) -> bool:
@@ -330,6 +355,7 @@ __all__ = [
     "is_registered",
     "photo_source_kinds",
     "register_photo_source",
+    "to_8bit",
     "under_data_dir",
     "validate_tablet_id",
 ]

@@ -41,6 +41,7 @@ from tqdm.auto import tqdm
 from cuneidet.data.datasets import to_input_tensor
 from cuneidet.data.detection_files import prediction_frame
 from cuneidet.data.segments import crop_segment, extract_segment, scaled_to_photo
+from cuneidet.data.sources import to_8bit
 from cuneidet.errors import ConfigError, ImageLoadError
 from cuneidet.inference.scale import ScaleEstimationError, ScaleSettings, estimate_scale
 from cuneidet.models.box_coder import nms_plus_one
@@ -410,28 +411,6 @@ def load_photo(path: str | Path) -> Image.Image:
         raise ImageLoadError(
             f"cannot load photo {path}: {error}; give a complete JPEG, PNG or TIFF photograph"
         ) from error
-
-
-#: Pillow modes with more than 8 bits per pixel (one channel)
-HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
-
-
-def to_8bit(image: Image.Image) -> Image.Image:
-    """``image`` as 8-bit grayscale when it has a 16/32-bit mode, else unchanged.
-
-    16-bit values are divided by 257 (65535 → 255, as a conversion to 8 bits does); 32-bit
-    integer and float images, which have no fixed range, are stretched from their minimum to
-    their maximum.
-    """
-    if image.mode not in HIGH_DEPTH_MODES:
-        return image
-    values = np.asarray(image, dtype=np.float64)
-    if image.mode.startswith("I;16"):
-        scaled = values / 257.0
-    else:
-        low, high = float(values.min()), float(values.max())
-        scaled = (values - low) * (255.0 / (high - low)) if high > low else values * 0.0
-    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
 
 
 class _PhotoCache:

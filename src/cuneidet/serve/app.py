@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -21,7 +20,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import func, select
 
-from cuneidet.errors import ConfigError, CuneidetError, UploadRejectedError
+from cuneidet.errors import ConfigError, CuneidetError, OutputError, UploadRejectedError
 from cuneidet.serve.db import User, open_database
 from cuneidet.serve.deps import UNSAFE_METHODS, AppState
 from cuneidet.serve.detection import (
@@ -38,6 +37,7 @@ from cuneidet.serve.routes_draw import load_oracle
 from cuneidet.serve.routes_draw import router as draw_router
 from cuneidet.serve.security import LoginLimiter
 from cuneidet.serve.settings import ServeSettings
+from cuneidet.utils.io import check_writable
 
 log = logging.getLogger("cuneidet.serve")
 
@@ -123,12 +123,11 @@ def create_app(
 def _check_writable(folder: Path) -> None:
     """The app keeps its database and photos in ``folder``: refuse one it cannot write."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
+        check_writable(folder / ".write-check")
+    except OutputError as error:
+        reason = getattr(error.__cause__, "strerror", None) or error
         raise ConfigError(
-            f"serve.data_dir={folder} cannot be written ({error.strerror or error}); choose a "
+            f"serve.data_dir={folder} cannot be written ({reason}); choose a "
             "folder the server may write to (serve.data_dir=<folder>) or fix its permissions"
         ) from error
 
